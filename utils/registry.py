@@ -1,0 +1,73 @@
+"""Name -> builder registries whose keyword arguments are the config keys of a section.
+
+A config section such as ``model: {name: okdhp_hourglass, shared_stacks: 2, ...}`` is checked against the
+builder's signature, so an unknown or misspelt key is an error naming the closest valid key, and a key the
+builder does not take can never be silently ignored.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from utils.errors import ConfigError, closest
+
+
+class Registry:
+    """A named collection of builder functions (models, losses, datasets)."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._builders: dict[str, Callable[..., Any]] = {}
+
+    def register(self, name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        def decorator(builder: Callable[..., Any]) -> Callable[..., Any]:
+            if name in self._builders:
+                raise ValueError(f"{self.kind} '{name}' registered twice")
+            self._builders[name] = builder
+            return builder
+
+        return decorator
+
+    def names(self) -> list[str]:
+        return sorted(self._builders)
+
+    def get(self, name: str) -> Callable[..., Any]:
+        if name not in self._builders:
+            raise ConfigError(
+                f"unknown {self.kind} '{name}'{closest(name, self._builders)}; "
+                f"available: {', '.join(self.names())}"
+            )
+        return self._builders[name]
+
+    def parameters(self, name: str) -> dict[str, inspect.Parameter]:
+        """The config keys a builder accepts (its keyword parameters), with their defaults."""
+        sig = inspect.signature(self.get(name))
+        return {
+            p.name: p
+            for p in sig.parameters.values()
+            if p.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        }
+
+    def check(self, section: Mapping[str, Any], where: str) -> None:
+        """Raise ConfigError for a missing name, an unknown key or a missing required key."""
+        if "name" not in section:
+            raise ConfigError(f"{where}: missing 'name'; available: {', '.join(self.names())}")
+        params = self.parameters(section["name"])
+        for key in section:
+            if key != "name" and key not in params:
+                raise ConfigError(
+                    f"{where}.{key}: unknown key for {self.kind} '{section['name']}'{closest(key, params)}; "
+                    f"valid keys: {', '.join(sorted(params))}"
+                )
+        for key, p in params.items():
+            if p.default is inspect.Parameter.empty and key not in section:
+                raise ConfigError(f"{where}: {self.kind} '{section['name']}' needs '{key}'")
+
+    def build(self, section: Mapping[str, Any], where: str = "", **extra: Any) -> Any:
+        """Check a config section and call its builder with the section's keys (plus `extra`)."""
+        where = where or self.kind
+        self.check(section, where)
+        kwargs = {k: v for k, v in section.items() if k != "name"}
+        return self.get(section["name"])(**kwargs, **extra)
