@@ -1,0 +1,151 @@
+"""The top-down sample pipeline shared by every dataset: person box -> augmented crop -> heatmap targets."""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from datasets.codec import HeatmapCodec
+from datasets.keypoints import Skeleton
+from datasets.transforms import (
+    affine_points,
+    compose,
+    get_affine_transform,
+    horizontal_flip_matrix,
+    normalize_image,
+    read_image,
+    sample_augmentation,
+    warp_image,
+)
+
+
+@dataclass
+class PersonRecord:
+    """One annotated person, in 0-based image pixels, with its (already adjusted) box."""
+
+    image: Path
+    center: np.ndarray  # (2,) box centre
+    scale: np.ndarray  # (2,) box width / 200, height / 200 (MPII: [s, s])
+    joints: np.ndarray  # (J, 2)
+    joints_vis: np.ndarray  # (J,) 0 or 1
+    extra: dict[str, Any] = field(default_factory=dict)  # dataset meta: numbers and arrays only
+
+
+@dataclass
+class EvalResult:
+    """What a dataset's evaluation returns: the table, its headline number (higher is better) and its text."""
+
+    table: dict[str, float]
+    metric: float
+    text: str
+
+
+class TopDownDataset(Dataset, abc.ABC):
+    """Crops each person with the affine transform, augments it (training) and encodes heatmap targets.
+
+    Randomness is drawn per sample from ``(seed, epoch, index)``, so a run is reproducible with any number of
+    loader workers and after a resume (call ``set_epoch`` at the start of every epoch).
+    """
+
+    def __init__(
+        self,
+        records: list[PersonRecord],
+        skeleton: Skeleton,
+        *,
+        train: bool,
+        input_size: tuple[int, int],
+        heatmap_size: tuple[int, int],
+        sigma: float = 2.0,
+        scale_factor: float = 0.25,
+        rotation_factor: float = 30.0,
+        rotation_prob: float = 0.6,
+        flip: bool = True,
+        color: str = "bgr_imagenet",
+        seed: int = 0,
+    ) -> None:
+        self.records = records
+        self.skeleton = skeleton
+        self.train = train
+        self.input_size = (int(input_size[0]), int(input_size[1]))
+        self.codec = HeatmapCodec(self.input_size, heatmap_size, sigma)
+        self.scale_factor = scale_factor
+        self.rotation_factor = rotation_factor
+        self.rotation_prob = rotation_prob
+        self.flip_prob = 0.5 if flip else 0.0
+        self.color = color
+        self.seed = seed
+        self.epoch = 0
+        self._flip_permutation = skeleton.flip_permutation()
+        normalize_image(np.zeros((1, 1, 3), np.uint8), color)  # validate the colour mode early
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the augmentation draws of this epoch."""
+        self.epoch = int(epoch)
+
+    def adjust_box(self, record: PersonRecord, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """The (center, scale) to crop before scale/rotation augmentation; COCO's half-body overrides it."""
+        return record.center.astype(np.float64), record.scale.astype(np.float64)
+
+    def extra_targets(self, record: PersonRecord, matrix: np.ndarray, flipped: bool) -> dict[str, Any]:
+        """Additional per-sample targets (e.g. a person mask) computed with the same crop matrix."""
+        return {}
+
+    @abc.abstractmethod
+    def evaluate(self, preds: np.ndarray, maxvals: np.ndarray, output_dir: Path | None = None) -> EvalResult:
+        """Score predictions (N, J, 2) in image pixels, in record order, with the dataset's protocol."""
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        record = self.records[index]
+        center = record.center.astype(np.float64)
+        scale = record.scale.astype(np.float64)
+        rotation, flipped = 0.0, False
+        if self.train:
+            rng = np.random.default_rng([self.seed, self.epoch, index])
+            center, scale = self.adjust_box(record, rng)
+            scale_multiplier, rotation, flipped = sample_augmentation(
+                rng,
+                scale_factor=self.scale_factor,
+                rotation_factor=self.rotation_factor,
+                rotation_prob=self.rotation_prob,
+                flip_prob=self.flip_prob,
+            )
+            scale = scale * scale_multiplier
+
+        matrix = get_affine_transform(center, scale, rotation, self.input_size)
+        if flipped:
+            matrix = compose(horizontal_flip_matrix(self.input_size[0]), matrix)
+        crop = warp_image(read_image(record.image), matrix, self.input_size)
+        joints = affine_points(record.joints, matrix)
+        visibility = np.asarray(record.joints_vis, dtype=np.float32).copy()
+        if flipped:
+            joints = joints[self._flip_permutation]
+            visibility = visibility[self._flip_permutation]
+        target, target_weight = self.codec.encode(joints, visibility)
+
+        meta = {
+            "index": index,
+            "center": center.astype(np.float32),
+            "scale": scale.astype(np.float32),
+            "rotation": np.float32(rotation),
+            "flipped": flipped,
+            "joints": np.asarray(record.joints, dtype=np.float32),
+            "joints_vis": np.asarray(record.joints_vis, dtype=np.float32),
+            **record.extra,
+        }
+        sample = {
+            "image": normalize_image(crop, self.color),
+            "target": torch.from_numpy(target),
+            "target_weight": torch.from_numpy(target_weight),
+            "meta": meta,
+        }
+        sample.update(self.extra_targets(record, matrix, flipped))
+        return sample
