@@ -8,7 +8,7 @@ builder does not take can never be silently ignored.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from utils.errors import ConfigError, closest
@@ -50,11 +50,18 @@ class Registry:
             if p.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
         }
 
-    def check(self, section: Mapping[str, Any], where: str) -> None:
-        """Raise ConfigError for a missing name, an unknown key or a missing required key."""
+    def check(self, section: Mapping[str, Any], where: str, reserved: Iterable[str] = ()) -> None:
+        """Raise ConfigError for a missing name, an unknown key or a missing required key.
+
+        ``reserved`` names builder arguments that the caller supplies (e.g. a dataset's split): they are not
+        config keys.
+        """
+        if not isinstance(section, Mapping):
+            raise ConfigError(f"{where}: expected a mapping with a 'name' key, got {type(section).__name__}")
         if "name" not in section:
             raise ConfigError(f"{where}: missing 'name'; available: {', '.join(self.names())}")
-        params = self.parameters(section["name"])
+        reserved = set(reserved)
+        params = {k: p for k, p in self.parameters(section["name"]).items() if k not in reserved}
         for key in section:
             if key != "name" and key not in params:
                 raise ConfigError(
@@ -68,6 +75,6 @@ class Registry:
     def build(self, section: Mapping[str, Any], where: str = "", **extra: Any) -> Any:
         """Check a config section and call its builder with the section's keys (plus `extra`)."""
         where = where or self.kind
-        self.check(section, where)
+        self.check(section, where, reserved=extra)
         kwargs = {k: v for k, v in section.items() if k != "name"}
         return self.get(section["name"])(**kwargs, **extra)
