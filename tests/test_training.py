@@ -1,0 +1,196 @@
+"""The training tool end to end on a tiny synthetic MPII-format set: learn, checkpoint, resume, fail clearly."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from datasets.synthetic import make_synthetic_mpii
+from utils.checkpoint import load_checkpoint
+from utils.config import load_config
+from utils.engine import NonFiniteLossError
+from utils.training import TrainingRun, read_log
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_synthetic_mpii(tmp_path_factory.mktemp("tiny_mpii"), num_train=24, num_valid=8, image_size=64)
+
+
+def write_config(folder: Path, root: Path, epochs: int = 3, **model: object) -> Path:
+    """A tiny OKDHP experiment (two branches, 16 features) on 64x64 inputs that trains in a second an epoch."""
+    section = {
+        "name": "okdhp_hourglass", "num_joints": 16, "num_features": 16, "depth": 2,
+        "shared_stacks": 1, "branch_stacks": [1, 1],
+    }  # fmt: skip
+    section.update(model)
+    config = {
+        "experiment": "tiny",
+        "seed": 3,
+        "model": section,
+        "data": {"name": "mpii", "root": str(root), "input_size": [64, 64], "heatmap_size": [16, 16], "sigma": 1.0},
+        "loss": {"name": "okdhp" if section["name"] == "okdhp_hourglass" else "mse"},
+        "train": {
+            "epochs": epochs, "batch_size": 4, "lr": 1e-3, "lr_steps": [2], "workers": 0,
+            "deterministic": True, "device": "cpu",
+        },
+        "test": {"batch_size": 8},
+    }  # fmt: skip
+    if section["name"] == "okdhp_hourglass":
+        config["loss"]["rampup_epochs"] = 2
+    path = folder / f"tiny_{section['name']}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def run_cli(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+class InterruptAt:
+    """Wraps a loss; raises at a given (epoch, iteration) to simulate a crash, or returns NaN there."""
+
+    def __init__(self, loss, epoch: int, iteration: int, nan: bool = False) -> None:
+        self.loss, self.epoch, self.iteration, self.nan, self.calls = loss, epoch, iteration, nan, 0
+
+    def __call__(self, output, target, target_weight, epoch):
+        terms = self.loss(output, target, target_weight, epoch=epoch)
+        if epoch == self.epoch:
+            if self.calls == self.iteration:
+                if not self.nan:
+                    raise KeyboardInterrupt
+                terms["total"] = terms["total"] * float("nan")
+            self.calls += 1
+        return terms
+
+
+def test_interrupted_and_resumed_run_equals_uninterrupted(tiny_root: Path, tmp_path: Path) -> None:
+    config = load_config(write_config(tmp_path, tiny_root, epochs=3))
+    TrainingRun(config, tmp_path / "straight").fit(log=lambda _: None)
+
+    crashing = TrainingRun(config, tmp_path / "resumed")
+    crashing.loss_fn = InterruptAt(crashing.loss_fn, epoch=1, iteration=2)
+    with pytest.raises(KeyboardInterrupt):
+        crashing.fit(log=lambda _: None)
+    assert load_checkpoint(tmp_path / "resumed" / "last.pth")["epoch"] == 0
+    TrainingRun(config, tmp_path / "resumed").fit(resume=True, log=lambda _: None)
+
+    straight = load_checkpoint(tmp_path / "straight" / "last.pth")
+    resumed = load_checkpoint(tmp_path / "resumed" / "last.pth")
+    assert straight["epoch"] == resumed["epoch"] == 2
+    for key, value in straight["model"].items():
+        assert torch.equal(value, resumed["model"][key]), key
+    assert [r["epoch"] for r in read_log(tmp_path / "resumed" / "log.jsonl")] == [0, 1, 2]
+    for name in ("config.yaml", "best.pth", "deploy.pth", "curves.png"):
+        assert (tmp_path / "resumed" / name).is_file(), name
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(tiny_root: Path, tmp_path: Path) -> None:
+    config = load_config(write_config(tmp_path, tiny_root, epochs=3))
+    run = TrainingRun(config, tmp_path / "run")
+    run.loss_fn = InterruptAt(run.loss_fn, epoch=1, iteration=1, nan=True)
+    with pytest.raises(NonFiniteLossError, match=r"'total' became nan at epoch 1, iteration 1"):
+        run.fit(log=lambda _: None)
+    assert load_checkpoint(tmp_path / "run" / "last.pth")["epoch"] == 0
+
+
+def test_deploy_checkpoint_is_the_best_branch_and_matches_its_score(tiny_root: Path, tmp_path: Path) -> None:
+    config_path = write_config(tmp_path, tiny_root, epochs=2)
+    out = tmp_path / "run"
+    result = run_cli("train_mpii.py", "--config", str(config_path), "--output-dir", str(out))
+    assert result.returncode == 0, result.stderr
+    deploy = load_checkpoint(out / "deploy.pth")
+    assert deploy["kind"] == "deploy" and deploy["model_config"]["name"] == "hourglass"
+    assert deploy["model_config"]["num_stacks"] == 2  # one shared + one branch stack
+
+    # evaluate.py on the training checkpoint prints the same tables as the run's last validation
+    last_val = read_log(out / "log.jsonl")[-1]["val"]
+    evaluated = run_cli(
+        "evaluate.py", "--config", str(config_path), "--checkpoint", str(out / "last.pth"), "--json"
+    )
+    assert evaluated.returncode == 0, evaluated.stderr
+    tables = json.loads(evaluated.stdout.strip().splitlines()[-1])
+    assert tables.keys() == last_val.keys() == {"branch0", "branch1", "ensemble"}
+    for head in tables:
+        assert tables[head] == pytest.approx(last_val[head], abs=1e-9)
+    assert "Head" in evaluated.stdout and "Mean@0.1" in evaluated.stdout
+
+    # the deploy network alone scores what its head scored in the best epoch
+    single = run_cli(
+        "evaluate.py", "--config", str(config_path), "--checkpoint", str(out / "deploy.pth"), "--json"
+    )
+    assert single.returncode == 0, single.stderr
+    table = json.loads(single.stdout.strip().splitlines()[-1])
+    assert table["Mean"] == pytest.approx(deploy["metric"], abs=1e-9)
+    assert (out / "eval_deploy" / "branch0" / "pred.mat").is_file()
+
+
+@pytest.mark.slow
+def test_sigkill_mid_training_then_resume(tiny_root: Path, tmp_path: Path) -> None:
+    config_path = write_config(tmp_path, tiny_root, epochs=4)
+    out = tmp_path / "run"
+    command = [sys.executable, "train_mpii.py", "--config", str(config_path), "--output-dir", str(out)]
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (out / "last.pth").is_file() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    killed_at = load_checkpoint(out / "last.pth")["epoch"]
+    assert killed_at < 3, "the run finished before it could be killed"
+
+    result = run_cli(*command[1:], "--resume")
+    assert result.returncode == 0, result.stderr
+    assert f"resumed from {out / 'last.pth'} at epoch {killed_at + 1}" in result.stdout
+    assert [r["epoch"] for r in read_log(out / "log.jsonl")] == [0, 1, 2, 3]
+
+
+def test_user_errors_are_one_paragraph(tiny_root: Path, tmp_path: Path) -> None:
+    config_path = write_config(tmp_path, tiny_root, epochs=1)
+
+    def fails(*args: str, expect: str) -> None:
+        result = run_cli(*args)
+        assert result.returncode == 2, result.stderr
+        assert "Traceback" not in result.stderr
+        last_line = result.stderr.strip().splitlines()[-1]  # progress bars may precede it
+        assert last_line.startswith("error: ") and expect in last_line, result.stderr
+
+    fails("train_mpii.py", "--config", str(config_path), "--set", "train.lrr=1", expect="did you mean 'lr'")
+    missing = tmp_path / "nowhere"
+    fails("train_mpii.py", "--config", str(config_path), "--data-root", str(missing), expect=str(missing))
+
+    corrupt_root = tmp_path / "corrupt"
+    shutil.copytree(tiny_root, corrupt_root)
+    victim = sorted((corrupt_root / "images").glob("train_*.jpg"))[5]
+    victim.write_bytes(b"this is not a jpeg")
+    for workers in ("0", "2"):
+        fails(
+            "train_mpii.py", "--config", str(config_path), "--data-root", str(corrupt_root),
+            "--set", f"train.workers={workers}", "--output-dir", str(tmp_path / f"out{workers}"),
+            expect=str(victim),
+        )  # fmt: skip
+
+    # a checkpoint of an OKDHP model evaluated with a single-network config
+    out = tmp_path / "okdhp"
+    assert run_cli("train_mpii.py", "--config", str(config_path), "--output-dir", str(out)).returncode == 0
+    other = write_config(tmp_path, tiny_root, name="hourglass", num_stacks=2)
+    for key in ("shared_stacks", "branch_stacks"):
+        text = yaml.safe_load(other.read_text())
+        text["model"].pop(key, None)
+        other.write_text(yaml.safe_dump(text))
+    fails("evaluate.py", "--config", str(other), "--checkpoint", str(out / "last.pth"), expect="does not fit")
+    fails("evaluate.py", "--checkpoint", str(tmp_path / "none.pth"), expect="checkpoint not found")

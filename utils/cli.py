@@ -1,0 +1,160 @@
+"""Command-line front ends shared by train_mpii.py, train_coco.py and evaluate.py.
+
+Each entry point is argument parsing plus one call. A ``UserError`` (bad config, missing data, a checkpoint of
+another model, a non-finite loss) ends the program with one paragraph on stderr and exit code 2, never a wall
+of traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from utils.errors import ConfigError, UserError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+TRAIN_FAMILIES = {"mpii": ("mpii",), "coco": ("coco", "ochuman")}
+
+
+def one_paragraph(error: BaseException) -> str:
+    """The message of an error as one paragraph (a DataLoader worker's re-raised traceback is cut away)."""
+    text = str(error)
+    if "Original Traceback" in text:
+        last = [line for line in text.splitlines() if line.strip()][-1]
+        text = re.sub(r"^[\w.]+(Error|Exception): ", "", last.strip())
+    return " ".join(text.split())
+
+
+def run_cli(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:
+    """Run a main function, turning user errors and Ctrl-C into a clear message and an exit code."""
+    try:
+        return main(argv)
+    except UserError as error:
+        print(f"error: {one_paragraph(error)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: the last checkpoint is intact; continue with --resume", file=sys.stderr)
+        return 130
+
+
+def resolve_config_path(name: str) -> Path:
+    """A yaml path, or an experiment name looked up under experiments/ (e.g. 'mpii/hg4_okdhp')."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    for candidate in (REPO_ROOT / "experiments" / name, REPO_ROOT / "experiments" / f"{name}.yaml"):
+        if candidate.is_file():
+            return candidate
+    known = sorted(
+        str(p.relative_to(REPO_ROOT / "experiments"))[:-5]
+        for p in (REPO_ROOT / "experiments").rglob("*.yaml")
+    )
+    from utils.errors import closest
+
+    raise ConfigError(f"config '{name}' not found{closest(name, known)}; experiments: {', '.join(known)}")
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    parser.add_argument(
+        "--config", required=required, help="experiment yaml, or a name such as mpii/hg4_okdhp"
+    )
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override a config value, e.g. --set train.lr=1e-4 (repeatable)",
+    )  # fmt: skip
+    parser.add_argument("--data-root", help="shortcut for --set data.root=DIR")
+
+
+def overrides_from(args: argparse.Namespace) -> list[str]:
+    overrides = list(args.overrides)
+    if args.data_root:
+        overrides.append(f"data.root={args.data_root}")
+    return overrides
+
+
+def train_main(family: str, argv: Sequence[str] | None = None) -> int:
+    """Train one experiment of a dataset family ('mpii' or 'coco')."""
+    from utils.config import load_config
+    from utils.training import TrainingRun
+
+    parser = argparse.ArgumentParser(
+        description=f"Train a pose network on {family.upper()} (single or OKDHP)."
+    )
+    add_config_arguments(parser)
+    parser.add_argument("--output-dir", help="run folder (default: output/<experiment>)")
+    parser.add_argument("--resume", action="store_true", help="continue from <output-dir>/last.pth")
+    args = parser.parse_args(argv)
+
+    config = load_config(resolve_config_path(args.config), overrides_from(args))
+    if config.data["name"] not in TRAIN_FAMILIES[family]:
+        other = next(f for f, names in TRAIN_FAMILIES.items() if config.data["name"] in names)
+        raise ConfigError(
+            f"{args.config} is a '{config.data['name']}' experiment; train it with train_{other}.py"
+        )
+    output_dir = Path(args.output_dir) if args.output_dir else Path("output") / config.experiment
+    run = TrainingRun(config, output_dir)
+    run.fit(resume=args.resume)
+    return 0
+
+
+def evaluate_main(argv: Sequence[str] | None = None) -> int:
+    """Evaluate predictions files (MPII .mat, COCO results .json) or a checkpoint."""
+    parser = argparse.ArgumentParser(
+        description="Evaluate pose predictions: PCKh (MPII) from a .mat, COCO AP from a results .json, "
+        "or a checkpoint of this project on its dataset.",
+    )
+    mode = parser.add_argument_group("predictions file (any method)")
+    mode.add_argument("--preds", help="MPII predictions .mat holding 'preds' (N, 16, 2), 1-based pixels")
+    mode.add_argument("--gt", help="MPII ground truth in the gt_valid.mat layout")
+    mode.add_argument("--threshold", type=float, default=0.5, help="PCKh threshold (default 0.5)")
+    mode.add_argument("--results", help="COCO keypoint results .json")
+    mode.add_argument("--ann", help="COCO keypoint annotations .json")
+    mode.add_argument("--nms", action="store_true", help="rescore and OKS-NMS the results first")
+    ckpt = parser.add_argument_group("checkpoint")
+    add_config_arguments(ckpt, required=False)
+    ckpt.add_argument("--checkpoint", help="last.pth / best.pth (all heads) or deploy.pth (one network)")
+    ckpt.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None, help="flip test")
+    ckpt.add_argument("--output-dir", help="where tables, pred.mat / results and images go")
+    ckpt.add_argument(
+        "--vis", type=int, default=0, metavar="N", help="draw predictions on the first N images"
+    )
+    ckpt.add_argument("--workers", type=int, default=None, help="data loader workers")
+    parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    args = parser.parse_args(argv)
+
+    if args.preds or args.gt:
+        if not (args.preds and args.gt):
+            parser.error("--preds and --gt go together")
+        from utils.pckh import evaluate_prediction_file, format_pckh_table
+
+        table = evaluate_prediction_file(args.preds, args.gt, threshold=args.threshold)
+        print(format_pckh_table(table, title=f"PCKh@{args.threshold:g} of {args.preds}"))
+        result: dict = table
+    elif args.results or args.ann:
+        if not (args.results and args.ann):
+            parser.error("--results and --ann go together")
+        from utils.coco_eval import evaluate_results_file, format_coco_table
+
+        result = evaluate_results_file(args.results, args.ann, nms=args.nms)
+        print(format_coco_table(result, title=f"COCO keypoint AP of {args.results}"))
+    elif args.checkpoint:
+        from utils.evaluation import evaluate_checkpoint
+
+        result = evaluate_checkpoint(
+            checkpoint=Path(args.checkpoint),
+            config_path=resolve_config_path(args.config) if args.config else None,
+            overrides=overrides_from(args),
+            flip=args.flip,
+            output_dir=Path(args.output_dir) if args.output_dir else None,
+            vis=args.vis,
+            workers=args.workers,
+        )
+    else:
+        parser.error("give --preds/--gt, --results/--ann, or --checkpoint [--config]")
+    if args.json:
+        print(json.dumps(result))
+    return 0
