@@ -1,0 +1,476 @@
+"""COCO and OCHuman keypoints (COCO format): top-down persons, half-body augmentation, masks, COCO AP.
+
+Follows HRNet's COCO practice (SPEC B, COCO paragraph):
+
+- a person box ``[x, y, w, h]`` is cleaned (clipped to the image; zero-area annotations dropped), widened or
+  heightened to the input's aspect ratio (w/h), padded by 1.25 and expressed as ``scale = size / 200``;
+- ground-truth persons need at least one labelled keypoint (for training and for ground-truth-box testing);
+- test persons come from the ground-truth boxes or from a detector results file (score threshold);
+- training adds half-body augmentation: with probability ``half_body_prob``, when more than 8 joints are
+  labelled, the box is replaced by one around the upper or the lower body (HRNet's rule, see
+  ``half_body_box``);
+- evaluation: rescoring, OKS-NMS per image and pycocotools COCOeval (utils.coco_eval).
+
+OCHuman ships COCO-format files (no training split): the same class reads them, ``ochuman`` in the config.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from pycocotools.coco import COCO
+
+from datasets.base import EvalResult, PersonRecord, TopDownDataset
+from datasets.keypoints import COCO as COCO_SKELETON
+from datasets.keypoints import COCO_UPPER_BODY
+from datasets.masks import input_to_heatmap_matrix, instance_mask, warp_mask
+from datasets.registry import DATASETS, size_pair
+from datasets.transforms import COLOR_MODES, PIXEL_STD
+from utils.coco_eval import (
+    PERSON_CATEGORY_ID,
+    coco_keypoint_eval,
+    coco_results,
+    format_coco_table,
+    load_coco,
+    read_json_list,
+    read_results_json,
+    rescore_and_nms,
+    write_results_json,
+)
+from utils.errors import ConfigError, DataError
+
+BOX_PADDING = 1.25  # HRNet pads every person box by 25%
+HALF_BODY_MIN_JOINTS = 8  # half-body needs more labelled joints than this
+HALF_BODY_PADDING = 1.5
+RESULTS_FILE = "keypoints_results.json"
+
+
+def box_to_center_scale(box: Sequence[float], aspect_ratio: float) -> tuple[np.ndarray, np.ndarray]:
+    """HRNet's ``_xywh2cs``: box xywh -> centre and padded scale (w/200, h/200) with the input's aspect ratio."""
+    x, y, w, h = (float(v) for v in box[:4])
+    center = np.array([x + w * 0.5, y + h * 0.5])
+    return center, _fit_aspect(w, h, aspect_ratio) * BOX_PADDING
+
+
+def _fit_aspect(width: float, height: float, aspect_ratio: float) -> np.ndarray:
+    """Grow the short side so that width / height == aspect_ratio; return the size / 200."""
+    if width > aspect_ratio * height:
+        height = width / aspect_ratio
+    elif width < aspect_ratio * height:
+        width = height * aspect_ratio
+    return np.array([width, height]) / PIXEL_STD
+
+
+def clean_box(bbox: Sequence[float], image_width: int, image_height: int) -> np.ndarray | None:
+    """HRNet's box cleaning: clip xywh to the image (inclusive pixel bounds); None when nothing is left."""
+    x, y, w, h = (float(v) for v in bbox[:4])
+    x1, y1 = max(0.0, x), max(0.0, y)
+    x2 = min(image_width - 1.0, x1 + max(0.0, w - 1.0))
+    y2 = min(image_height - 1.0, y1 + max(0.0, h - 1.0))
+    if x2 < x1 or y2 < y1:
+        return None
+    return np.array([x1, y1, x2 - x1, y2 - y1])
+
+
+def half_body_box(
+    joints: np.ndarray,
+    joints_vis: np.ndarray,
+    rng: np.random.Generator,
+    aspect_ratio: float,
+    upper_body: Sequence[int] = COCO_UPPER_BODY,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """HRNet's half-body box: the labelled upper (or lower) joints' box, to the aspect ratio, padded 1.5.
+
+    The upper body is chosen when ``N(0,1) < 0.5`` (HRNet draws ``randn``, so about 69% of the time) and it
+    has more than 2 labelled joints; else the lower body if it has more than 2, else the upper body. None when
+    the chosen part has fewer than 2 joints.
+    """
+    labelled = np.asarray(joints_vis).reshape(-1) > 0
+    is_upper = np.isin(np.arange(len(labelled)), upper_body)
+    upper, lower = joints[labelled & is_upper], joints[labelled & ~is_upper]
+    if rng.standard_normal() < 0.5 and len(upper) > 2:
+        selected = upper
+    else:
+        selected = lower if len(lower) > 2 else upper
+    if len(selected) < 2:
+        return None
+    selected = np.asarray(selected, dtype=np.float64)
+    width, height = selected.max(axis=0) - selected.min(axis=0)
+    return selected.mean(axis=0), _fit_aspect(width, height, aspect_ratio) * HALF_BODY_PADDING
+
+
+def gt_person_records(
+    coco: COCO, image_ids: Sequence[int], image_dir: Path, aspect_ratio: float
+) -> list[PersonRecord]:
+    """One record per annotated person with at least one labelled keypoint (HRNet's ground-truth db)."""
+    records = []
+    for image_id in image_ids:
+        image = coco.imgs[image_id]
+        for ann in coco.imgToAnns.get(image_id, []):
+            if ann.get("category_id") != PERSON_CATEGORY_ID or ann.get("area", 0) <= 0:
+                continue
+            keypoints = np.asarray(ann.get("keypoints", []), dtype=np.float64).reshape(-1, 3)
+            if len(keypoints) == 0 or keypoints.max() == 0:
+                continue
+            box = clean_box(ann["bbox"], image["width"], image["height"])
+            if box is None:
+                continue
+            center, scale = box_to_center_scale(box, aspect_ratio)
+            records.append(
+                PersonRecord(
+                    image=image_dir / image["file_name"],
+                    center=center,
+                    scale=scale,
+                    joints=keypoints[:, :2].copy(),
+                    joints_vis=np.minimum(keypoints[:, 2], 1.0),
+                    extra=_meta(image_id, ann["id"], 1.0, scale),
+                )
+            )
+    return records
+
+
+def detection_person_records(
+    coco: COCO,
+    detections: Sequence[dict[str, Any]],
+    image_ids: Sequence[int],
+    image_dir: Path,
+    aspect_ratio: float,
+    score_threshold: float,
+    num_joints: int,
+) -> list[PersonRecord]:
+    """One record per person detection of an evaluated image with score >= threshold (HRNet's detection db)."""
+    wanted = set(image_ids)
+    records = []
+    for det in detections:
+        x, y, w, h = (float(v) for v in det["bbox"][:4])
+        if (
+            det.get("category_id", PERSON_CATEGORY_ID) != PERSON_CATEGORY_ID
+            or det["image_id"] not in wanted
+            or float(det["score"]) < score_threshold
+            or w <= 0
+            or h <= 0
+        ):
+            continue
+        center, scale = box_to_center_scale((x, y, w, h), aspect_ratio)
+        records.append(
+            PersonRecord(
+                image=image_dir / coco.imgs[det["image_id"]]["file_name"],
+                center=center,
+                scale=scale,
+                joints=np.zeros((num_joints, 2)),
+                joints_vis=np.zeros(num_joints),
+                extra=_meta(det["image_id"], -1, float(det["score"]), scale),
+            )
+        )
+    return records
+
+
+def _meta(image_id: int, ann_id: int, score: float, scale: np.ndarray) -> dict[str, Any]:
+    """The per-person meta a sample carries: image id, annotation id (-1: detection), box score, box area."""
+    area = float(np.prod(scale * PIXEL_STD))
+    return {"image_id": int(image_id), "ann_id": int(ann_id), "score": float(score), "area": area}
+
+
+def load_detections(path: Path) -> list[dict[str, Any]]:
+    """A COCO detection results file (list of {image_id, category_id, bbox xywh, score})."""
+    return read_json_list(
+        path,
+        {"image_id", "bbox", "score"},
+        "detection file",
+        "COCO detection results format: expected a JSON list of {image_id, category_id, bbox [x, y, w, h], score}",
+    )
+
+
+class CocoDataset(TopDownDataset):
+    """Top-down persons of a COCO-format keypoint file (COCO, OCHuman), evaluated by COCO AP."""
+
+    def __init__(
+        self,
+        records: list[PersonRecord],
+        coco: COCO,
+        *,
+        title: str,
+        image_ids: Sequence[int] | None = None,
+        half_body_prob: float = 0.3,
+        with_mask: bool = False,
+        oks_threshold: float = 0.9,
+        keypoint_score_threshold: float = 0.2,
+        **top_down: Any,
+    ) -> None:
+        super().__init__(records, COCO_SKELETON, **top_down)
+        self.coco = coco
+        self.title = title
+        self.image_ids = None if image_ids is None else [int(i) for i in image_ids]
+        self.half_body_prob = float(half_body_prob)
+        self.with_mask = bool(with_mask)
+        self.oks_threshold = float(oks_threshold)
+        self.keypoint_score_threshold = float(keypoint_score_threshold)
+        self.aspect_ratio = self.input_size[0] / self.input_size[1]
+
+    def adjust_box(self, record: PersonRecord, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Half-body augmentation (training only, HRNet): a box around the upper or lower body."""
+        if np.sum(record.joints_vis > 0) > HALF_BODY_MIN_JOINTS and rng.random() < self.half_body_prob:
+            half = half_body_box(record.joints, record.joints_vis, rng, self.aspect_ratio)
+            if half is not None:
+                return half
+        return super().adjust_box(record, rng)
+
+    def extra_targets(self, record: PersonRecord, matrix: np.ndarray, flipped: bool) -> dict[str, Any]:
+        """With masks: the person's mask warped by the crop matrix (flip included) to heatmap size, (1, h, w)."""
+        if not self.with_mask:
+            return {}
+        heatmap_size = self.codec.heatmap_size
+        mask = instance_mask(self.coco, record.extra["ann_id"])
+        to_heatmap = input_to_heatmap_matrix(matrix, self.input_size, heatmap_size)
+        return {"mask": torch.from_numpy(warp_mask(mask, to_heatmap, heatmap_size)[None])}
+
+    def evaluate(self, preds: np.ndarray, maxvals: np.ndarray, output_dir: Path | None = None) -> EvalResult:
+        """Rescore, OKS-NMS per image, write ``keypoints_results.json`` and score it with COCOeval."""
+        preds = np.asarray(preds, dtype=np.float64)
+        maxvals = np.asarray(maxvals, dtype=np.float64).reshape(len(preds), -1, 1)
+        if len(preds) != len(self.records):
+            raise ValueError(f"{len(preds)} predictions for {len(self.records)} persons")
+        keypoints = np.concatenate([preds, maxvals], axis=2)
+        image_ids = np.array([r.extra["image_id"] for r in self.records])
+        keep, scores = rescore_and_nms(
+            image_ids,
+            keypoints,
+            np.array([r.extra["score"] for r in self.records]),
+            np.array([r.extra["area"] for r in self.records]),
+            oks_threshold=self.oks_threshold,
+            keypoint_score_threshold=self.keypoint_score_threshold,
+        )
+        results = coco_results(
+            image_ids[keep],
+            keypoints[keep],
+            scores[keep],
+            centers=np.stack([self.records[i].center for i in keep]) if len(keep) else None,
+            scales=np.stack([self.records[i].scale for i in keep]) if len(keep) else None,
+        )
+        with tempfile.TemporaryDirectory() as scratch:
+            path = write_results_json(results, Path(output_dir or scratch) / RESULTS_FILE)
+            table = coco_keypoint_eval(self.coco, read_results_json(path), image_ids=self.image_ids)
+        title = f"{self.title} ({len(self.records)} persons, {len(results)} after OKS-NMS)"
+        return EvalResult(table=table, metric=table["AP"], text=format_coco_table(table, title))
+
+
+def _resolve(root: Path, path: str, set_name: str) -> Path:
+    """A config path with ``{split}`` replaced by the set name: absolute as given, else under root."""
+    resolved = Path(path.replace("{split}", set_name)).expanduser()
+    return resolved if resolved.is_absolute() else root / resolved
+
+
+def _set_name(split: str, set_names: dict[str, str | None], dataset: str) -> str:
+    """Map the caller's split ('train', 'valid', 'test') to the dataset's set name (e.g. 'val2017')."""
+    if split not in set_names:
+        raise ConfigError(f"{dataset}: unknown split '{split}'; expected one of {', '.join(set_names)}")
+    name = set_names[split]
+    if name is None:
+        raise ConfigError(f"{dataset} has no '{split}' split configured (set data.{split}_set)")
+    return name
+
+
+def _first_images(coco: COCO, subset: int | None) -> list[int] | None:
+    """The first ``subset`` images (by id) with an annotated person keypoint; None (all images) without subset."""
+    if subset is None:
+        return None
+    with_people = {
+        a["image_id"] for a in coco.dataset["annotations"] if max(a.get("keypoints", [0]) or [0]) > 0
+    }
+    return sorted(with_people)[:subset]
+
+
+def _check_color(color: str) -> None:
+    """Reject an unknown colour mode with the valid ones."""
+    if color not in COLOR_MODES:
+        raise ConfigError(
+            f"data.color: unknown colour mode '{color}'; expected one of {', '.join(COLOR_MODES)}"
+        )
+
+
+def build_coco_format(
+    *,
+    dataset: str,
+    layout: str,
+    root: str,
+    split: str,
+    train: bool,
+    seed: int,
+    set_names: dict[str, str | None],
+    ann_file: str,
+    image_dir: str,
+    detection_file: str | None,
+    det_score_threshold: float,
+    input_size: Sequence[int],
+    heatmap_size: Sequence[int],
+    subset: int | None,
+    **options: Any,
+) -> CocoDataset:
+    """Shared body of the COCO and OCHuman builders: resolve files, make records, build the dataset."""
+    set_name = _set_name(split, set_names, dataset)
+    if subset is not None and (not isinstance(subset, int) or isinstance(subset, bool) or subset <= 0):
+        raise ConfigError(f"data.subset: expected a positive number of images, got {subset!r}")
+    root_path = Path(root).expanduser().resolve()
+    ann_path = _resolve(root_path, ann_file, set_name)
+    images = _resolve(root_path, image_dir, set_name)
+    for what, path in (("data root", root_path), ("annotation file", ann_path), ("image folder", images)):
+        if not path.exists():
+            raise DataError(f"{dataset} {what} not found: {path}; {layout}")
+    coco = load_coco(ann_path)
+    image_ids = _first_images(coco, subset)
+    wanted = sorted(coco.imgs) if image_ids is None else image_ids
+    input_pair = size_pair(input_size, "input_size")
+    aspect_ratio = input_pair[0] / input_pair[1]
+    if detection_file is None or train:
+        records = gt_person_records(coco, wanted, images, aspect_ratio)
+        source = "ground-truth boxes"
+    else:
+        det_path = _resolve(root_path, detection_file, set_name)
+        if not det_path.is_file():
+            raise DataError(f"{dataset} detection file not found: {det_path}; {layout}")
+        detections = load_detections(det_path)
+        records = detection_person_records(
+            coco, detections, wanted, images, aspect_ratio, det_score_threshold, COCO_SKELETON.num_joints
+        )
+        source = f"detector boxes, score >= {det_score_threshold:g}"
+    if not records:
+        raise DataError(f"{dataset} {set_name}: no persons in {ann_path} ({source})")
+    return CocoDataset(
+        records,
+        coco,
+        title=f"{dataset} {set_name} keypoint AP ({source})",
+        image_ids=image_ids,
+        train=train,
+        input_size=input_pair,
+        heatmap_size=size_pair(heatmap_size, "heatmap_size"),
+        seed=int(seed),
+        **options,
+    )
+
+
+COCO_LAYOUT = (
+    "expected COCO layout under root: annotations/person_keypoints_val2017.json (and _train2017), "
+    "images/val2017/*.jpg (and images/train2017/), "
+    "person_detection_results/COCO_val2017_detections_AP_H_56_person.json (only with use_gt_boxes: false); "
+    "see docs/coco.md"
+)
+OCHUMAN_LAYOUT = (
+    "expected OCHuman layout under root: annotations/ochuman_coco_format_val_range_0.00_1.00.json "
+    "(and _test_), images/*.jpg; see docs/coco.md"
+)
+
+
+@DATASETS.register("coco")
+def build_coco(
+    *,
+    root: str,
+    split: str,
+    train: bool,
+    seed: int = 0,
+    ann_file: str = "annotations/person_keypoints_{split}.json",
+    image_dir: str = "images/{split}",
+    train_set: str = "train2017",
+    val_set: str = "val2017",
+    use_gt_boxes: bool = True,
+    detection_file: str = "person_detection_results/COCO_{split}_detections_AP_H_56_person.json",
+    det_score_threshold: float = 0.0,
+    input_size: Sequence[int] = (192, 256),
+    heatmap_size: Sequence[int] = (48, 64),
+    sigma: float = 2.0,
+    scale_factor: float = 0.35,
+    rotation_factor: float = 40.0,
+    rotation_prob: float = 0.6,
+    half_body_prob: float = 0.3,
+    flip: bool = True,
+    color: str = "rgb_imagenet",
+    with_mask: bool = False,
+    subset: int | None = None,
+    oks_threshold: float = 0.9,
+    keypoint_score_threshold: float = 0.2,
+) -> CocoDataset:
+    """The ``data: {name: coco, ...}`` builder: the keyword arguments are the config keys (HRNet defaults).
+
+    ``{split}`` in a path is the set name of the requested split (train_set or val_set). Training always
+    uses the annotated boxes; ``use_gt_boxes: false`` makes the valid split use ``detection_file``.
+    """
+    _check_color(color)
+    if with_mask and not use_gt_boxes and not train:
+        raise ConfigError("data.with_mask: masks need ground-truth persons; detector boxes have none")
+    return build_coco_format(
+        dataset="COCO",
+        layout=COCO_LAYOUT,
+        root=root,
+        split=split,
+        train=train,
+        seed=seed,
+        set_names={"train": train_set, "valid": val_set},
+        ann_file=ann_file,
+        image_dir=image_dir,
+        detection_file=None if use_gt_boxes else detection_file,
+        det_score_threshold=float(det_score_threshold),
+        input_size=input_size,
+        heatmap_size=heatmap_size,
+        subset=subset,
+        sigma=float(sigma),
+        scale_factor=float(scale_factor),
+        rotation_factor=float(rotation_factor),
+        rotation_prob=float(rotation_prob),
+        half_body_prob=float(half_body_prob),
+        flip=bool(flip),
+        color=color,
+        with_mask=bool(with_mask),
+        oks_threshold=float(oks_threshold),
+        keypoint_score_threshold=float(keypoint_score_threshold),
+    )
+
+
+@DATASETS.register("ochuman")
+def build_ochuman(
+    *,
+    root: str,
+    split: str,
+    train: bool,
+    seed: int = 0,
+    ann_file: str = "annotations/ochuman_coco_format_{split}_range_0.00_1.00.json",
+    image_dir: str = "images",
+    val_set: str = "val",
+    test_set: str = "test",
+    input_size: Sequence[int] = (192, 256),
+    heatmap_size: Sequence[int] = (48, 64),
+    sigma: float = 2.0,
+    color: str = "rgb_imagenet",
+    with_mask: bool = False,
+    subset: int | None = None,
+    oks_threshold: float = 0.9,
+    keypoint_score_threshold: float = 0.2,
+) -> CocoDataset:
+    """The ``data: {name: ochuman, ...}`` builder: test-only (no training split), ground-truth boxes."""
+    if train or split == "train":
+        raise ConfigError("OCHuman has no training split: train on COCO and evaluate on OCHuman val/test")
+    _check_color(color)
+    return build_coco_format(
+        dataset="OCHuman",
+        layout=OCHUMAN_LAYOUT,
+        root=root,
+        split=split,
+        train=False,
+        seed=seed,
+        set_names={"valid": val_set, "test": test_set},
+        ann_file=ann_file,
+        image_dir=image_dir,
+        detection_file=None,
+        det_score_threshold=0.0,
+        input_size=input_size,
+        heatmap_size=heatmap_size,
+        subset=subset,
+        sigma=float(sigma),
+        color=color,
+        with_mask=bool(with_mask),
+        oks_threshold=float(oks_threshold),
+        keypoint_score_threshold=float(keypoint_score_threshold),
+    )
