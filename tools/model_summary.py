@@ -1,0 +1,124 @@
+"""Parameters and conv/linear MACs, per part, of the network a config's ``model:`` section describes.
+
+Usage (from the repository root)::
+
+    python tools/model_summary.py CONFIG.yaml [--input-size H W] [--branch I] [--json]
+
+Parts: stem, shared stacks, each branch, FAU, total and the deployable branch for a multi-branch network;
+stem, stacks and total for a single one. MACs count Conv2d / ConvTranspose2d / Linear multiply-accumulates per
+image (BN, ReLU, pooling, upsampling excluded; see ``utils/flops.py``). The network is built on PyTorch's
+meta device, so even the largest configs are counted in seconds without memory. With ``--json`` the last line
+of stdout is one JSON object with ``params, macs, deploy_params, deploy_macs, parts, ...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+import yaml  # noqa: E402
+
+from models.registry import build_model  # noqa: E402
+from utils.errors import UserError  # noqa: E402
+from utils.flops import count_params, layer_macs, part_counts  # noqa: E402
+
+
+def read_config(path: Path) -> tuple[dict[str, Any], tuple[int, int] | None]:
+    """The ``model:`` section of a yaml config and its ``data.input_size`` as (height, width), if any.
+
+    A yaml that starts from another one (``base: other.yaml``) is resolved by the project's config loader;
+    any other yaml is read as it is, so a file with only a ``model:`` section works too.
+    """
+    if not path.is_file():
+        raise UserError(f"config not found: {path}")
+    config = yaml.safe_load(path.read_text()) or {}
+    if "base" in config:
+        from utils.config import load_config
+
+        resolved = load_config(path)
+        config = {"model": resolved.model, "data": resolved.data}
+    if "model" not in config:
+        raise UserError(f"{path}: no 'model:' section")
+    input_size = (config.get("data") or {}).get("input_size")
+    if input_size is None:
+        return config["model"], None
+    width, height = input_size
+    return config["model"], (int(height), int(width))
+
+
+def summarize(section: dict[str, Any], height: int, width: int, branch: int = 0) -> dict[str, Any]:
+    """Per-part, total and deployable-branch parameter and MAC counts of a model section."""
+    images = torch.zeros(1, 3, height, width, device="meta")
+    with torch.device("meta"):
+        model = build_model(section)
+        named_parts = model.parts() if hasattr(model, "parts") else dict(model.named_children())
+        parts = part_counts(model, named_parts, images)
+        deploy = model.extract_branch(branch) if hasattr(model, "extract_branch") else model
+    return {
+        "model": section["name"],
+        "input_size": [height, width],
+        "params": count_params(model),
+        "macs": sum(part["macs"] for part in parts.values()),
+        "deploy_branch": branch if deploy is not model else None,
+        "deploy_config": deploy.config_section() if hasattr(deploy, "config_section") else section,
+        "deploy_params": count_params(deploy),
+        "deploy_macs": sum(layer_macs(deploy, images).values()),
+        "parts": parts,
+    }
+
+
+def format_table(summary: dict[str, Any]) -> str:
+    """A plain-text table: one row per part, then total and the deployable network."""
+    total_macs = summary["macs"]
+    height, width = summary["input_size"]
+    lines = [
+        f"{summary['model']} at {height}x{width} (MACs: Conv2d/ConvTranspose2d/Linear only, per image)",
+        f"{'part':<18}{'params':>14}{'GMACs':>10}{'% MACs':>9}",
+    ]
+
+    def row(name: str, params: int, macs: int) -> str:
+        return f"{name:<18}{params:>14,}{macs / 1e9:>10.3f}{100 * macs / total_macs:>8.1f}%"
+
+    lines += [row(name, part["params"], part["macs"]) for name, part in summary["parts"].items()]
+    lines.append(row("total", summary["params"], total_macs))
+    if summary["deploy_branch"] is not None:
+        name = f"deploy (branch{summary['deploy_branch']})"
+        lines.append(row(name, summary["deploy_params"], summary["deploy_macs"]))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("config", type=Path, help="experiment yaml with a 'model:' section")
+    parser.add_argument(
+        "--input-size",
+        nargs=2,
+        type=int,
+        metavar=("H", "W"),
+        help="input height and width (default: data.input_size of the config, else 256 256)",
+    )
+    parser.add_argument("--branch", type=int, default=0, help="branch to deploy (default 0)")
+    parser.add_argument("--json", action="store_true", help="end with one JSON line")
+    args = parser.parse_args(argv)
+    try:
+        section, config_size = read_config(args.config)
+        height, width = args.input_size or config_size or (256, 256)
+        summary = summarize(section, height, width, args.branch)
+    except (UserError, IndexError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(format_table(summary))
+    if args.json:
+        print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
