@@ -1,0 +1,39 @@
+"""The dataset registry: ``build_dataset(config.data, split, train)`` is how every entry point makes a dataset."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from datasets.base import TopDownDataset
+from utils.errors import ConfigError
+from utils.registry import Registry
+
+DATASETS = Registry("dataset")
+DATASET_MODULES = ("datasets.mpii", "datasets.synthetic", "datasets.coco")
+
+
+def build_dataset(section: Mapping[str, Any], split: str, train: bool, seed: int = 0) -> TopDownDataset:
+    """Build the dataset of a config's ``data`` section for one split, with training augmentation or not.
+
+    ``split``, ``train`` and ``seed`` come from the entry point; they are not keys of the ``data`` section.
+    """
+    _import_all()
+    return DATASETS.build(section, where="data", split=split, train=train, seed=seed)
+
+
+def _import_all() -> None:
+    """Import the dataset modules that exist so that their ``@DATASETS.register`` decorators run."""
+    for module in DATASET_MODULES:
+        if importlib.util.find_spec(module) is not None:
+            importlib.import_module(module)
+
+
+def size_pair(value: Sequence[int] | int, key: str) -> tuple[int, int]:
+    """A ``[width, height]`` config value (or one int for a square) as a tuple of two positive ints."""
+    values = [value, value] if isinstance(value, int) else list(value)
+    if len(values) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values):
+        raise ConfigError(f"data.{key}: expected [width, height], two positive integers; got {value!r}")
+    return values[0], values[1]
