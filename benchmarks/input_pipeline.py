@@ -4,7 +4,7 @@ Usage (from the repository root)::
 
     python benchmarks/input_pipeline.py [--data ../shared/data/mpii] [--samples 200]
 
-Rows (one process, one thread for OpenCV and PyTorch, i.e. what one DataLoader worker does):
+Rows (one process, one thread for OpenCV and PyTorch, i.e. what one DataLoader worker does; best of 3 runs):
 
 - the full training sample (read JPEG, scale/rotation/flip, affine warp, normalise, encode) on the real MPII
   JPEGs of ``annot/sample.json`` (1280x720 and 854x480, 256x256 crops) and on the synthetic set (128x128
@@ -31,8 +31,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from datasets.codec import HeatmapCodec  # noqa: E402
-from datasets.mpii import MPIIDataset  # noqa: E402
+from datasets.mpii import MPIIDataset, load_mpii_records  # noqa: E402
 from datasets.synthetic import make_synthetic_mpii  # noqa: E402
+from datasets.transforms import read_image  # noqa: E402
 from utils.pckh import evaluate_prediction_file, load_gt_mat, load_pred_mat  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "mpii"
@@ -112,7 +113,7 @@ def pipeline_rate(dataset: MPIIDataset, samples: int) -> float:
         dataset.set_epoch(step // len(dataset))
         dataset[step % len(dataset)]
 
-    return rate(one, samples, repeats=1)
+    return rate(one, samples)
 
 
 def training_set(root: Path, size: int, encoder: type[HeatmapCodec], **kwargs: object) -> MPIIDataset:
@@ -148,6 +149,14 @@ def main(argv: list[str] | None = None) -> None:
             fast = pipeline_rate(training_set(root, size, HeatmapCodec, **extra), args.samples)
             naive = pipeline_rate(training_set(root, size, NaiveEncoder, **extra), args.samples)
             rows.append((f"training sample: {label}", f"{fast:.0f} samples/s", f"{naive:.0f} samples/s"))
+        images = [
+            record.image
+            for record in load_mpii_records(args.data, "valid", annotation_file="annot/sample.json")
+        ]
+        decode = rate(lambda: [read_image(image) for image in images], max(1, args.samples // len(images)))
+        rows.append(
+            ("real MPII JPEGs: decoding alone (read_image)", f"{decode * len(images):.0f} images/s", "-")
+        )
 
     codec = HeatmapCodec((256, 256), (64, 64), 2.0)
     joints = np.random.default_rng(0).uniform(0, 255, size=(16, 2))
