@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -11,8 +9,7 @@ from datasets.base import TopDownDataset
 from utils.errors import ConfigError
 from utils.registry import Registry
 
-DATASETS = Registry("dataset")
-DATASET_MODULES = ("datasets.mpii", "datasets.synthetic", "datasets.coco")
+DATASETS = Registry("dataset", modules=("datasets.mpii", "datasets.coco"))
 
 
 def build_dataset(section: Mapping[str, Any], split: str, train: bool, seed: int = 0) -> TopDownDataset:
@@ -20,15 +17,7 @@ def build_dataset(section: Mapping[str, Any], split: str, train: bool, seed: int
 
     ``split``, ``train`` and ``seed`` come from the entry point; they are not keys of the ``data`` section.
     """
-    _import_all()
     return DATASETS.build(section, where="data", split=split, train=train, seed=seed)
-
-
-def _import_all() -> None:
-    """Import the dataset modules that exist so that their ``@DATASETS.register`` decorators run."""
-    for module in DATASET_MODULES:
-        if importlib.util.find_spec(module) is not None:
-            importlib.import_module(module)
 
 
 def size_pair(value: Sequence[int] | int, key: str) -> tuple[int, int]:

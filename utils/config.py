@@ -127,15 +127,9 @@ def config_from_dict(raw: Mapping[str, Any], source: str = "<dict>") -> Experime
 def validate_sections(config: ExperimentConfig, source: str) -> None:
     """Check the registry-backed sections and the enumerated values."""
     from datasets.registry import DATASETS
-    from datasets.registry import _import_all as import_datasets
     from losses.registry import LOSSES
-    from losses.registry import _import_all as import_losses
     from models.registry import MODELS
-    from models.registry import _import_all as import_models
 
-    import_models()
-    import_datasets()
-    import_losses()
     try:
         MODELS.check(config.model, "model")
         DATASETS.check(config.data, "data", reserved=("split", "train", "seed"))

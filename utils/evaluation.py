@@ -57,7 +57,8 @@ def evaluate_checkpoint(
     tables = {}
     for head, (preds, maxvals) in predictions.items():
         result = dataset.evaluate(preds, maxvals, output_dir / head)
-        print(f"== {head} ({'flip test' if use_flip else 'no flip'}) ==")
+        label = head if len(predictions) > 1 else f"{checkpoint.name} ({model_section['name']})"
+        print(f"== {label} ({'flip test' if use_flip else 'no flip'}) ==")
         print(result.text)
         tables[head] = result.table
     output_dir.mkdir(parents=True, exist_ok=True)

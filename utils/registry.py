@@ -7,6 +7,7 @@ builder does not take can never be silently ignored.
 
 from __future__ import annotations
 
+import importlib
 import inspect
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -17,9 +18,18 @@ from utils.errors import ConfigError, closest
 class Registry:
     """A named collection of builder functions (models, losses, datasets)."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, modules: Iterable[str] = ()) -> None:
         self.kind = kind
         self._builders: dict[str, Callable[..., Any]] = {}
+        self._modules = tuple(modules)
+        self._loaded = False
+
+    def _load(self) -> None:
+        """Import the modules whose ``@register`` decorators fill this registry (once, on first use)."""
+        if not self._loaded:
+            self._loaded = True
+            for module in self._modules:
+                importlib.import_module(module)
 
     def register(self, name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         def decorator(builder: Callable[..., Any]) -> Callable[..., Any]:
@@ -31,9 +41,11 @@ class Registry:
         return decorator
 
     def names(self) -> list[str]:
+        self._load()
         return sorted(self._builders)
 
     def get(self, name: str) -> Callable[..., Any]:
+        self._load()
         if name not in self._builders:
             raise ConfigError(
                 f"unknown {self.kind} '{name}'{closest(name, self._builders)}; "

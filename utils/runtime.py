@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import random
-import warnings
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,7 +37,7 @@ def make_runtime(device: str = "auto", deterministic: bool = False) -> Runtime:
         if torch.cuda.is_available():
             chosen = torch.device("cuda")
         else:
-            warnings.warn("CUDA is not available: running on the CPU (much slower)", stacklevel=2)
+            print("warning: CUDA is not available: running on the CPU (much slower)", file=sys.stderr)
             chosen = torch.device("cpu")
     else:
         chosen = torch.device(device)
