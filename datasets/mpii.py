@@ -36,7 +36,9 @@ from utils.pckh import PCKhGroundTruth, compute_pckh, format_pckh_table, load_gt
 ANNOTATION_FORMATS = ("json", "h5")
 LAYOUT_HINT = (
     "expected MPII layout: <root>/annot/{train,valid}.json (HRNet JSON annotations) or {train,valid}.h5 "
-    "(pytorch_stacked_hourglass), <root>/annot/gt_valid.mat (PCKh ground truth), <root>/images/*.jpg"
+    "(pytorch_stacked_hourglass), <root>/annot/gt_valid.mat (PCKh ground truth), <root>/images/*.jpg. "
+    "Get the images from http://human-pose.mpi-inf.mpg.de/ and the annot/ folder from HRNet's data release; "
+    "see docs/data.md"
 )
 GT_MISMATCH_PIXELS = 2.0  # a ground-truth joint this far from the annotation's counts as disagreeing
 GT_MISMATCH_FRACTION = 0.01  # more disagreeing joints than this: the gt file belongs to other annotations

@@ -81,12 +81,11 @@ class TrainingRun:
     def __init__(self, config: ExperimentConfig, output_dir: Path, *, workers: int | None = None) -> None:
         self.config = config
         self.output_dir = Path(output_dir)
-        self.runtime = make_runtime(config.train.device, config.train.deterministic)
-        seed_everything(config.seed)
         self.workers = config.train.workers if workers is None else workers
-
         self.train_set = build_dataset(config.data, split="train", train=True, seed=config.seed)
         self.val_set = build_dataset(config.data, split="valid", train=False, seed=config.seed)
+        self.runtime = make_runtime(config.train.device, config.train.deterministic)
+        seed_everything(config.seed)
         self.model = build_model(config.model).to(self.runtime.device)
         self.loss_fn = build_loss(config.loss).to(self.runtime.device)
         self.optimizer = build_optimizer(self.model, config.train)
