@@ -82,3 +82,13 @@ def test_saved_config_round_trips(tmp_path: Path) -> None:
     save_config(config, tmp_path / "config.yaml")
     again = load_config(tmp_path / "config.yaml")
     assert again == config
+
+
+def test_unusable_device_is_a_config_error() -> None:
+    from utils.runtime import make_runtime
+
+    with pytest.raises(ConfigError, match="'gpu' is not a device"):
+        make_runtime("gpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="CUDA is not available"):
+            make_runtime("cuda")

@@ -16,6 +16,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from utils.errors import ConfigError
+
 
 @dataclass
 class Runtime:
@@ -40,9 +42,16 @@ def make_runtime(device: str = "auto", deterministic: bool = False) -> Runtime:
             print("warning: CUDA is not available: running on the CPU (much slower)", file=sys.stderr)
             chosen = torch.device("cpu")
     else:
-        chosen = torch.device(device)
+        try:
+            chosen = torch.device(device)
+        except RuntimeError:
+            raise ConfigError(
+                f"train.device: '{device}' is not a device; use auto, cpu, cuda or cuda:N"
+            ) from None
         if chosen.type == "cuda" and not torch.cuda.is_available():
-            raise RuntimeError(f"device '{device}' was requested but CUDA is not available")
+            raise ConfigError(
+                f"train.device: '{device}' was requested but CUDA is not available; use auto or cpu"
+            )
     set_deterministic(deterministic)
     rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
     world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
