@@ -76,10 +76,12 @@ def train_one_epoch(
         batch = _to_device(batch, runtime.device)
         output: PoseOutput = model(batch["image"])
         terms = loss_fn(output, batch["target"], batch["target_weight"], epoch=epoch)
-        for name, value in terms.items():
-            if not torch.isfinite(value).all():
+        # One device-to-host copy for all (scalar) terms, instead of two synchronisations per term.
+        values = dict(zip(terms, torch.stack([v.detach().float() for v in terms.values()]).tolist()))
+        for name, value in values.items():
+            if not math.isfinite(value):
                 raise NonFiniteLossError(
-                    f"the loss term '{name}' became {value.item()} at epoch {epoch}, iteration {iteration}; "
+                    f"the loss term '{name}' became {value} at epoch {epoch}, iteration {iteration}; "
                     "training stopped and the last good checkpoint was left as it was. Lower the learning "
                     "rate or check the data of this batch, then continue with --resume."
                 )
@@ -89,8 +91,8 @@ def train_one_epoch(
 
         size = batch["image"].shape[0]
         seen += size
-        for name, value in terms.items():
-            sums[name] += float(value.detach()) * size
+        for name, value in values.items():
+            sums[name] += value * size
         bar.set_postfix({k: f"{sums[k] / seen:.3g}" for k in _progress_terms(sums)})
     bar.close()
     return {name: total / max(seen, 1) for name, total in sums.items()}
