@@ -16,7 +16,6 @@ OCHuman ships COCO-format files (no training split): the same class reads them, 
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -38,7 +37,6 @@ from utils.coco_eval import (
     format_coco_table,
     load_coco,
     read_json_list,
-    read_results_json,
     rescore_and_nms,
     write_results_json,
 )
@@ -230,7 +228,7 @@ class CocoDataset(TopDownDataset):
         return {"mask": torch.from_numpy(warp_mask(mask, to_heatmap, heatmap_size)[None])}
 
     def evaluate(self, preds: np.ndarray, maxvals: np.ndarray, output_dir: Path | None = None) -> EvalResult:
-        """Rescore, OKS-NMS per image, write ``keypoints_results.json`` and score it with COCOeval."""
+        """Rescore, OKS-NMS per image, score with COCOeval; write ``keypoints_results.json`` to output_dir."""
         preds = np.asarray(preds, dtype=np.float64)
         maxvals = np.asarray(maxvals, dtype=np.float64).reshape(len(preds), -1, 1)
         if len(preds) != len(self.records):
@@ -252,9 +250,9 @@ class CocoDataset(TopDownDataset):
             centers=np.stack([self.records[i].center for i in keep]) if len(keep) else None,
             scales=np.stack([self.records[i].scale for i in keep]) if len(keep) else None,
         )
-        with tempfile.TemporaryDirectory() as scratch:
-            path = write_results_json(results, Path(output_dir or scratch) / RESULTS_FILE)
-            table = coco_keypoint_eval(self.coco, read_results_json(path), image_ids=self.image_ids)
+        if output_dir is not None:
+            write_results_json(results, Path(output_dir) / RESULTS_FILE)
+        table = coco_keypoint_eval(self.coco, results, image_ids=self.image_ids)
         title = f"{self.title} ({len(self.records)} persons, {len(results)} after OKS-NMS)"
         return EvalResult(table=table, metric=table["AP"], text=format_coco_table(table, title))
 
