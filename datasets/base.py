@@ -15,6 +15,7 @@ from datasets.codec import HeatmapCodec
 from datasets.keypoints import Skeleton
 from datasets.transforms import (
     affine_points,
+    check_color,
     compose,
     get_affine_transform,
     horizontal_flip_matrix,
@@ -82,7 +83,7 @@ class TopDownDataset(Dataset, abc.ABC):
         self.seed = seed
         self.epoch = 0
         self._flip_permutation = skeleton.flip_permutation()
-        normalize_image(np.zeros((1, 1, 3), np.uint8), color)  # validate the colour mode early
+        check_color(color)
 
     def __len__(self) -> int:
         return len(self.records)

@@ -29,7 +29,7 @@ from datasets.keypoints import COCO as COCO_SKELETON
 from datasets.keypoints import COCO_UPPER_BODY
 from datasets.masks import input_to_heatmap_matrix, instance_mask, warp_mask
 from datasets.registry import DATASETS, size_pair
-from datasets.transforms import COLOR_MODES, PIXEL_STD
+from datasets.transforms import PIXEL_STD, check_color
 from utils.coco_eval import (
     PERSON_CATEGORY_ID,
     coco_keypoint_eval,
@@ -283,14 +283,6 @@ def _first_images(coco: COCO, subset: int | None) -> list[int] | None:
     return sorted(with_people)[:subset]
 
 
-def _check_color(color: str) -> None:
-    """Reject an unknown colour mode with the valid ones."""
-    if color not in COLOR_MODES:
-        raise ConfigError(
-            f"data.color: unknown colour mode '{color}'; expected one of {', '.join(COLOR_MODES)}"
-        )
-
-
 def build_coco_format(
     *,
     dataset: str,
@@ -396,7 +388,7 @@ def build_coco(
     ``{split}`` in a path is the set name of the requested split (train_set or val_set). Training always
     uses the annotated boxes; ``use_gt_boxes: false`` makes the valid split use ``detection_file``.
     """
-    _check_color(color)
+    check_color(color)
     if with_mask and not use_gt_boxes and not train:
         raise ConfigError("data.with_mask: masks need ground-truth persons; detector boxes have none")
     return build_coco_format(
@@ -450,7 +442,7 @@ def build_ochuman(
     """The ``data: {name: ochuman, ...}`` builder: test-only (no training split), ground-truth boxes."""
     if train or split == "train":
         raise ConfigError("OCHuman has no training split: train on COCO and evaluate on OCHuman val/test")
-    _check_color(color)
+    check_color(color)
     return build_coco_format(
         dataset="OCHuman",
         layout=OCHUMAN_LAYOUT,

@@ -29,7 +29,7 @@ import numpy as np
 from datasets.base import EvalResult, PersonRecord, TopDownDataset
 from datasets.keypoints import MPII
 from datasets.registry import DATASETS, size_pair
-from datasets.transforms import COLOR_MODES
+from datasets.transforms import check_color
 from utils.errors import ConfigError, DataError
 from utils.pckh import PCKhGroundTruth, compute_pckh, format_pckh_table, load_gt_mat, save_pred_mat
 
@@ -247,10 +247,7 @@ def build_mpii(
     subset: int | None = None,
 ) -> MPIIDataset:
     """The ``data: {name: mpii, ...}`` builder: the keyword arguments are the config keys (SPEC B defaults)."""
-    if color not in COLOR_MODES:
-        raise ConfigError(
-            f"data.color: unknown colour mode '{color}'; expected one of {', '.join(COLOR_MODES)}"
-        )
+    check_color(color)
     if subset is not None and (not isinstance(subset, int) or subset <= 0):
         raise ConfigError(f"data.subset: expected a positive number of persons, got {subset!r}")
     return MPIIDataset(

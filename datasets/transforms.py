@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import torch
 
-from utils.errors import DataError
+from utils.errors import ConfigError, DataError
 
 PIXEL_STD = 200.0
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
@@ -88,6 +88,14 @@ def read_image(path: str | Path) -> np.ndarray:
     if image is None:
         raise DataError(f"cannot decode image {path}: the file is empty or corrupt (expected a JPEG or PNG)")
     return image
+
+
+def check_color(color: str) -> None:
+    """Raise ConfigError for a ``data.color`` value that is not one of ``COLOR_MODES``."""
+    if color not in COLOR_MODES:
+        raise ConfigError(
+            f"data.color: unknown colour mode '{color}'; expected one of {', '.join(COLOR_MODES)}"
+        )
 
 
 def normalize_image(image: np.ndarray, color: str) -> torch.Tensor:
