@@ -28,7 +28,7 @@ from datasets.base import EvalResult, PersonRecord, TopDownDataset
 from datasets.keypoints import COCO as COCO_SKELETON
 from datasets.keypoints import COCO_UPPER_BODY
 from datasets.masks import input_to_heatmap_matrix, instance_mask, warp_mask
-from datasets.registry import DATASETS, size_pair
+from datasets.registry import DATASETS, check_subset, resolve_path, size_pair
 from datasets.transforms import PIXEL_STD, check_color
 from utils.coco_eval import (
     PERSON_CATEGORY_ID,
@@ -259,8 +259,7 @@ class CocoDataset(TopDownDataset):
 
 def _resolve(root: Path, path: str, set_name: str) -> Path:
     """A config path with ``{split}`` replaced by the set name: absolute as given, else under root."""
-    resolved = Path(path.replace("{split}", set_name)).expanduser()
-    return resolved if resolved.is_absolute() else root / resolved
+    return resolve_path(root, path.replace("{split}", set_name))
 
 
 def _set_name(split: str, set_names: dict[str, str | None], dataset: str) -> str:
@@ -303,8 +302,7 @@ def build_coco_format(
 ) -> CocoDataset:
     """Shared body of the COCO and OCHuman builders: resolve files, make records, build the dataset."""
     set_name = _set_name(split, set_names, dataset)
-    if subset is not None and (not isinstance(subset, int) or isinstance(subset, bool) or subset <= 0):
-        raise ConfigError(f"data.subset: expected a positive number of images, got {subset!r}")
+    check_subset(subset, "images")
     root_path = Path(root).expanduser().resolve()
     ann_path = _resolve(root_path, ann_file, set_name)
     images = _resolve(root_path, image_dir, set_name)

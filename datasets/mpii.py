@@ -28,7 +28,7 @@ import numpy as np
 
 from datasets.base import EvalResult, PersonRecord, TopDownDataset
 from datasets.keypoints import MPII
-from datasets.registry import DATASETS, size_pair
+from datasets.registry import DATASETS, check_subset, resolve_path, size_pair
 from datasets.transforms import check_color
 from utils.errors import ConfigError, DataError
 from utils.pckh import PCKhGroundTruth, compute_pckh, format_pckh_table, load_gt_mat, save_pred_mat
@@ -53,12 +53,6 @@ def annotation_path(
     if annotation_file is None:
         return root / "annot" / f"{split}.{annotation_format}"
     return resolve_path(root, annotation_file)
-
-
-def resolve_path(root: Path, path: str | Path) -> Path:
-    """A config path: absolute as given, relative to the dataset root otherwise."""
-    path = Path(path).expanduser()
-    return path if path.is_absolute() else root / path
 
 
 def load_mpii_records(
@@ -248,8 +242,7 @@ def build_mpii(
 ) -> MPIIDataset:
     """The ``data: {name: mpii, ...}`` builder: the keyword arguments are the config keys (SPEC B defaults)."""
     check_color(color)
-    if subset is not None and (not isinstance(subset, int) or subset <= 0):
-        raise ConfigError(f"data.subset: expected a positive number of persons, got {subset!r}")
+    check_subset(subset, "persons")
     return MPIIDataset(
         root,
         split,

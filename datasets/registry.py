@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from datasets.base import TopDownDataset
@@ -26,3 +27,15 @@ def size_pair(value: Sequence[int] | int, key: str) -> tuple[int, int]:
     if len(values) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values):
         raise ConfigError(f"data.{key}: expected [width, height], two positive integers; got {value!r}")
     return values[0], values[1]
+
+
+def check_subset(subset: int | None, unit: str) -> None:
+    """Raise ConfigError unless ``data.subset`` is None or a positive number (of persons, of images)."""
+    if subset is not None and (not isinstance(subset, int) or isinstance(subset, bool) or subset <= 0):
+        raise ConfigError(f"data.subset: expected a positive number of {unit}, got {subset!r}")
+
+
+def resolve_path(root: Path, path: str | Path) -> Path:
+    """A config path: absolute as given, relative to the dataset root otherwise."""
+    path = Path(path).expanduser()
+    return path if path.is_absolute() else root / path
