@@ -153,11 +153,19 @@ def validate(
     """Predict and score every head with the dataset's own protocol (PCKh, COCO AP)."""
     dataset: TopDownDataset = loader.dataset  # type: ignore[assignment]
     predictions = predict(model, loader, runtime, flip=flip, shift_heatmap=shift_heatmap)
-    results = {}
-    for name, (preds, maxvals) in predictions.items():
-        head_dir = None if output_dir is None else output_dir / name
-        results[name] = dataset.evaluate(preds, maxvals, head_dir)
-    return results
+    return evaluate_heads(dataset, predictions, output_dir)
+
+
+def evaluate_heads(
+    dataset: TopDownDataset,
+    predictions: dict[str, tuple[np.ndarray, np.ndarray]],
+    output_dir: Path | None = None,
+) -> dict[str, EvalResult]:
+    """Score each head's ``predict`` output with the dataset's protocol; head files go to ``output_dir/<head>``."""
+    return {
+        name: dataset.evaluate(preds, maxvals, None if output_dir is None else output_dir / name)
+        for name, (preds, maxvals) in predictions.items()
+    }
 
 
 def select_head(results: dict[str, EvalResult], mode: str) -> tuple[str, float]:

@@ -10,7 +10,7 @@ from datasets.registry import build_dataset
 from models.registry import build_model
 from utils.checkpoint import load_checkpoint, load_model_weights
 from utils.config import apply_override, config_from_dict, load_config
-from utils.engine import predict
+from utils.engine import evaluate_heads, predict
 from utils.errors import ConfigError
 from utils.runtime import make_runtime
 from utils.training import make_loader
@@ -55,8 +55,7 @@ def evaluate_checkpoint(
 
     output_dir = output_dir or checkpoint.parent / f"eval_{checkpoint.stem}"
     tables = {}
-    for head, (preds, maxvals) in predictions.items():
-        result = dataset.evaluate(preds, maxvals, output_dir / head)
+    for head, result in evaluate_heads(dataset, predictions, output_dir).items():
         label = head if len(predictions) > 1 else f"{checkpoint.name} ({model_section['name']})"
         print(f"== {label} ({'flip test' if use_flip else 'no flip'}) ==")
         print(result.text)
