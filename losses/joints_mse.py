@@ -14,19 +14,12 @@ def joint_weights(target_weight: Tensor, heatmaps: Tensor) -> Tensor:
 
 
 def joints_mse(output: Tensor, target: Tensor, target_weight: Tensor) -> Tensor:
-    """Per joint ``0.5 * mean_{batch, pixels}((o * w - G * w)^2)``, averaged over joints (HRNet).
+    """Per joint ``0.5 * mean_{batch, pixels}((o * w - G * w)^2)``, averaged over joints (HRNet's JointsMSELoss).
 
     Every joint has the same number of elements, so this is ``0.5 * mean((o * w - G * w)^2)`` overall.
     """
     weight = joint_weights(target_weight, output)
     return 0.5 * (output * weight - target * weight).pow(2).mean()
-
-
-class JointsMSELoss(nn.Module):
-    """Module form of ``joints_mse`` (HRNet's JointsMSELoss with use_target_weight=True)."""
-
-    def forward(self, output: Tensor, target: Tensor, target_weight: Tensor) -> Tensor:
-        return joints_mse(output, target, target_weight)
 
 
 def stack_mse_terms(output: PoseOutput, target: Tensor, target_weight: Tensor) -> dict[str, Tensor]:
