@@ -73,6 +73,16 @@ def test_unknown_key_is_reported(tmp_path: Path) -> None:
     assert "did you mean 'num_stacks'" in result.stderr
 
 
+def test_invalid_yaml_is_one_line_not_a_traceback(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from tools.model_summary import main
+
+    path = tmp_path / "broken.yaml"
+    path.write_text("model: [unclosed\n")
+    assert main([str(path)]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"error: {path}: not valid yaml") and error.count("\n") == 1
+
+
 @pytest.mark.slow
 def test_experiment_with_base_file_is_resolved(tmp_path: Path) -> None:
     experiment = REPO_ROOT / "experiments" / "mpii" / "hg4_okdhp_unbalanced.yaml"

@@ -25,6 +25,7 @@ import torch  # noqa: E402
 import yaml  # noqa: E402
 
 from models.registry import build_model  # noqa: E402
+from utils.cli import one_paragraph  # noqa: E402
 from utils.errors import UserError  # noqa: E402
 from utils.flops import count_params, layer_macs, part_counts  # noqa: E402
 
@@ -37,7 +38,12 @@ def read_config(path: Path) -> tuple[dict[str, Any], tuple[int, int] | None]:
     """
     if not path.is_file():
         raise UserError(f"config not found: {path}")
-    config = yaml.safe_load(path.read_text()) or {}
+    try:
+        config = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise UserError(f"{path}: not valid yaml: {error}") from None
+    if not isinstance(config, dict):
+        raise UserError(f"{path}: expected a mapping at the top level")
     if "base" in config:
         from utils.config import load_config
 
@@ -112,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         height, width = args.input_size or config_size or (256, 256)
         summary = summarize(section, height, width, args.branch)
     except (UserError, IndexError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {one_paragraph(error)}", file=sys.stderr)
         return 2
     print(format_table(summary))
     if args.json:
