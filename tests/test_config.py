@@ -70,6 +70,11 @@ def test_overrides_are_typed() -> None:
         load_config(EXPERIMENTS / "mpii" / "hg4_baseline.yaml", ["train.epochs"])
 
 
+def test_section_that_is_not_a_mapping() -> None:
+    with pytest.raises(ConfigError, match="'model' must be a mapping"):
+        load_config(EXPERIMENTS / "mpii" / "hg4_baseline.yaml", ["model=3"])
+
+
 def test_unknown_model_name_and_missing_file() -> None:
     with pytest.raises(ConfigError, match="did you mean 'hourglass'"):
         load_config(EXPERIMENTS / "mpii" / "hg4_baseline.yaml", ["model.name=hourglas"])

@@ -110,6 +110,8 @@ def config_from_dict(raw: Mapping[str, Any], source: str = "<dict>") -> Experime
     for section in ("model", "data", "loss"):
         if section not in raw:
             raise ConfigError(f"{source}: the '{section}' section is missing")
+        if not isinstance(raw[section], Mapping):
+            raise ConfigError(f"{source}: '{section}' must be a mapping with a 'name' key")
     config = ExperimentConfig(
         experiment=_typed(raw.get("experiment", "experiment"), str, "experiment", source),
         model=dict(raw["model"]),
