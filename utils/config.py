@@ -144,8 +144,12 @@ def validate_sections(config: ExperimentConfig, source: str) -> None:
         )
     if config.test.select not in SELECT_MODES:
         raise ConfigError(f"{source}: test.select must be one of {SELECT_MODES}, got '{config.test.select}'")
-    if config.train.epochs < 1 or config.train.batch_size < 1 or config.train.val_every < 1:
-        raise ConfigError(f"{source}: train.epochs, train.batch_size and train.val_every must be >= 1")
+    if min(config.train.epochs, config.train.batch_size, config.train.val_every, config.test.batch_size) < 1:
+        raise ConfigError(
+            f"{source}: train.epochs, train.batch_size, train.val_every and test.batch_size must be >= 1"
+        )
+    if config.train.workers < 0:
+        raise ConfigError(f"{source}: train.workers must be >= 0 (0 loads data in the main process)")
 
 
 def apply_override(raw: dict[str, Any], item: str) -> None:
