@@ -11,6 +11,7 @@ from utils.errors import ConfigError
 from utils.registry import Registry
 
 DATASETS = Registry("dataset", modules=("datasets.mpii", "datasets.coco"))
+ENTRY_POINT_ARGS = ("split", "train", "seed")  # builder arguments build_dataset supplies: not data keys
 
 
 def build_dataset(section: Mapping[str, Any], split: str, train: bool, seed: int = 0) -> TopDownDataset:

@@ -128,13 +128,13 @@ def config_from_dict(raw: Mapping[str, Any], source: str = "<dict>") -> Experime
 
 def validate_sections(config: ExperimentConfig, source: str) -> None:
     """Check the registry-backed sections and the enumerated values."""
-    from datasets.registry import DATASETS
+    from datasets.registry import DATASETS, ENTRY_POINT_ARGS
     from losses.registry import LOSSES
     from models.registry import MODELS
 
     try:
         MODELS.check(config.model, "model")
-        DATASETS.check(config.data, "data", reserved=("split", "train", "seed"))
+        DATASETS.check(config.data, "data", reserved=ENTRY_POINT_ARGS)
         LOSSES.check(config.loss, "loss")
     except ConfigError as error:
         raise ConfigError(f"{source}: {error}") from None
