@@ -7,7 +7,7 @@ training and test (mmpose's lesson). Rules follow SPEC B / HRNet exactly:
   pixel rounded to an integer (``int(x / stride + 0.5)``); target weight = visibility, set to 0 when the
   patch lies fully outside the heatmap.
 - decode: argmax per joint; when the peak is not on the border, move 0.25 pixel towards the higher neighbour
-  in x and in y; map back to the image with the inverse crop transform.
+  in x and in y (HRNet's exact condition: ``1 < x < w - 1`` and ``1 < y < h - 1``); map back to the image with the inverse crop transform.
 """
 
 from __future__ import annotations
@@ -66,9 +66,11 @@ class HeatmapCodec:
         coords = torch.stack([x, y], dim=2)
         coords = coords * (maxvals > 0).unsqueeze(2).float()
 
-        # Quarter-pixel refinement towards the higher neighbour, for peaks not on the border.
+        # Quarter-pixel refinement towards the higher neighbour, exactly where HRNet's get_final_preds (which
+        # the released OKDHP/FPD code uses) applies it: 1 < x < w - 1 and 1 < y < h - 1, so a peak in the
+        # first or second row/column is left unrefined (not only one on the border).
         xi, yi = coords[..., 0].long(), coords[..., 1].long()
-        inner = (xi > 0) & (xi < width - 1) & (yi > 0) & (yi < height - 1)
+        inner = (xi > 1) & (xi < width - 1) & (yi > 1) & (yi < height - 1)
         xl, xr = (xi - 1).clamp(0, width - 1), (xi + 1).clamp(0, width - 1)
         yu, yd = (yi - 1).clamp(0, height - 1), (yi + 1).clamp(0, height - 1)
 

@@ -67,9 +67,13 @@ def test_no_shift_on_the_border_and_zero_for_empty_maps():
     maps[0, 0, 0, 5] = 1.0  # peak on the top border
     maps[0, 0, 1, 5] = 0.5
     maps[0, 0, 0, 6] = 0.7
+    maps[0, 1, 3, 1] = 1.0  # peak in column 1: HRNet's rule (1 < x) leaves it unrefined too
+    maps[0, 1, 3, 2] = 0.6
+    maps[0, 1, 4, 1] = 0.6
     maps[0, 2] = -1.0  # no positive response
     coords, maxvals = HeatmapCodec.decode(maps)
     np.testing.assert_allclose(coords[0, 0].numpy(), [5.0, 0.0])
+    np.testing.assert_allclose(coords[0, 1].numpy(), [1.0, 3.0])
     np.testing.assert_allclose(coords[0, 2].numpy(), [0.0, 0.0])
     assert maxvals.shape == (1, 3, 1) and maxvals[0, 0, 0] == 1.0
 
