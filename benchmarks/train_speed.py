@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     model.train()
     train_seconds = time_it(train_step, device, args.warmup, args.iters)
 
-    deploy = model.extract_branch(0) if hasattr(model, "extract_branch") else model
+    deploy, _ = model.deploy("branch0")
     deploy.eval()
     single = images[:1]
 

@@ -50,8 +50,11 @@ class EvalResult:
 class TopDownDataset(Dataset, abc.ABC):
     """Crops each person with the affine transform, augments it (training) and encodes heatmap targets.
 
-    Randomness is drawn per sample from ``(seed, epoch, index)``, so a run is reproducible with any number of
-    loader workers and after a resume (call ``set_epoch`` at the start of every epoch).
+    Randomness is drawn per sample from ``(seed, epoch, index)`` only. The training sampler hands the epoch
+    to ``__getitem__`` with the index (a ``(index, epoch)`` key), because a DataLoader worker holds its own
+    copy of the dataset: with persistent workers a ``set_epoch`` call in the main process never reaches it.
+    So the augmentation of a sample is the same whatever the number of workers, their persistence or the
+    number of processes, and after a resume. A plain integer index uses the epoch of ``set_epoch``.
     """
 
     def __init__(
@@ -104,13 +107,14 @@ class TopDownDataset(Dataset, abc.ABC):
     def evaluate(self, preds: np.ndarray, maxvals: np.ndarray, output_dir: Path | None = None) -> EvalResult:
         """Score predictions (N, J, 2) in image pixels, in record order, with the dataset's protocol."""
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
+        index, epoch = (int(key[0]), int(key[1])) if isinstance(key, tuple) else (int(key), self.epoch)
         record = self.records[index]
         center = record.center.astype(np.float64)
         scale = record.scale.astype(np.float64)
         rotation, flipped = 0.0, False
         if self.train:
-            rng = np.random.default_rng([self.seed, self.epoch, index])
+            rng = np.random.default_rng([self.seed, epoch, index])
             center, scale = self.adjust_box(record, rng)
             scale_multiplier, rotation, flipped = sample_augmentation(
                 rng,

@@ -13,7 +13,7 @@ from typing import Any
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from models.output import PoseOutput
+from models.output import PoseModel, PoseOutput
 from models.registry import MODELS
 from utils.errors import ConfigError
 
@@ -160,7 +160,7 @@ class StackPath(nn.Module):
 
 
 @MODELS.register("hourglass")
-class HourglassNet(nn.Module):
+class HourglassNet(PoseModel):
     """Stacked hourglass network: stem + ``num_stacks`` stacks, every stack's heatmap supervised.
 
     Registered as model ``hourglass``: the keyword arguments are the ``model:`` config keys.

@@ -16,8 +16,8 @@ from torch import Tensor, nn
 
 from models.fau import build_fau
 from models.hourglass import check_positive
-from models.okdhp import build_beside, check_branch_index, transplant
-from models.output import PoseOutput
+from models.okdhp import transplant
+from models.output import PoseModel, PoseOutput, build_like
 from models.registry import MODELS
 from utils.errors import ConfigError, closest
 
@@ -75,7 +75,7 @@ class DeconvDecoder(nn.Sequential):
 
 
 @MODELS.register("mobile")
-class MobilePoseNet(nn.Module):
+class MobilePoseNet(PoseModel):
     """Single-decoder baseline: encoder -> deconv decoder -> heatmaps at stride 4.
 
     Registered as model ``mobile``: the keyword arguments are the ``model:`` config keys.
@@ -104,7 +104,7 @@ class MobilePoseNet(nn.Module):
 
 
 @MODELS.register("okdhp_mobile")
-class OKDHPMobile(nn.Module):
+class OKDHPMobile(PoseModel):
     """One shared encoder, ``num_branches`` full decoders as branches, FAU on the encoder feature.
 
     Registered as model ``okdhp_mobile``: the keyword arguments are the ``model:`` config keys.
@@ -125,6 +125,7 @@ class OKDHPMobile(nn.Module):
         super().__init__()
         optional = {} if fau_channels is None else {"fau_channels": fau_channels}
         check_positive("okdhp_mobile", num_branches=num_branches, fau_width=fau_width, **optional)
+        self.fau_config = {"fau": fau, "fau_width": fau_width, "fau_channels": fau_channels}
         self.branch_config = {
             "num_joints": num_joints,
             "backbone": backbone,
@@ -147,12 +148,7 @@ class OKDHPMobile(nn.Module):
     def forward(self, images: Tensor) -> PoseOutput:
         feature = self.encoder(images)
         heatmaps = [decoder(feature) for decoder in self.decoders]
-        return PoseOutput(
-            stacks=heatmaps,
-            branches=list(heatmaps),
-            ensemble=self.fau(feature, heatmaps),
-            ensemble_inputs=list(heatmaps),
-        )
+        return PoseOutput(stacks=heatmaps, branches=list(heatmaps), ensemble=self.fau(feature, heatmaps))
 
     def parts(self) -> dict[str, nn.Module]:
         """Named parts for per-part parameter / MAC tables."""
@@ -161,13 +157,27 @@ class OKDHPMobile(nn.Module):
         parts["fau"] = self.fau
         return parts
 
-    def deploy_config(self, index: int) -> dict[str, Any]:
-        """The ``model:`` config section of the standalone network ``extract_branch(index)`` returns."""
-        check_branch_index(index, len(self.decoders))
+    def config_section(self) -> dict[str, Any]:
+        """The ``model:`` config section that rebuilds this multi-decoder network."""
+        return {
+            "name": "okdhp_mobile",
+            **self.branch_config,
+            "num_branches": len(self.decoders),
+            **self.fau_config,
+        }
+
+    def deployable_heads(self) -> list[str]:
+        """One head per decoder: ``branch0``, ``branch1``, ..."""
+        return [f"branch{b}" for b in range(len(self.decoders))]
+
+    def deploy_section(self, head: str = "branch0") -> dict[str, Any]:
+        """The ``mobile`` section of one branch (encoder + one decoder)."""
+        self.check_head(head)
         return {"name": "mobile", **self.branch_config}
 
-    def extract_branch(self, index: int) -> MobilePoseNet:
-        """Encoder + decoder ``index`` as a standalone ``mobile`` network with copied weights."""
-        net = build_beside(self.deploy_config(index), like=self)
-        pairs = [(net.encoder, self.encoder), (net.decoder, self.decoders[index])]
-        return transplant(pairs, net, like=self)
+    def deploy(self, head: str = "branch0") -> tuple[MobilePoseNet, dict[str, Any]]:
+        """Encoder + the decoder of ``head`` as a standalone ``mobile`` network with copied weights."""
+        section = self.deploy_section(head)
+        net = build_like(section, self)
+        decoder = self.decoders[self.deployable_heads().index(head)]
+        return transplant([(net.encoder, self.encoder), (net.decoder, decoder)], net, like=self), section

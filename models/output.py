@@ -1,10 +1,11 @@
-"""The one output structure every pose model returns."""
+"""The one output structure every pose model returns, and the interface every pose model offers."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
-from torch import Tensor
+from torch import Tensor, nn
 
 
 @dataclass
@@ -15,15 +16,18 @@ class PoseOutput:
               then of branch 1, ... (a single network: its stacks in order).
     branches: the final heatmap of each branch (a single network: [its last stack]).
     ensemble: the FAU ensemble, or None for a single network.
-    ensemble_inputs: the tensors the FAU weighted into the ensemble (the branch finals by default).
-    extras:   other named outputs (e.g. an auxiliary mask), empty by default.
+    named_heads: the heatmaps validation scores, by name, when they are not the branch finals (the released
+              code's ``outputs[-3:]``); None means ``branch0, branch1, ...`` = ``branches``.
+    mask:     a person-mask logit map (B, 1, h, w) at heatmap resolution, for models with a mask head.
+    teachers: the outputs of frozen teachers by name (a distiller fills it; empty otherwise).
     """
 
     stacks: list[Tensor]
     branches: list[Tensor]
     ensemble: Tensor | None = None
-    ensemble_inputs: list[Tensor] | None = None
-    extras: dict[str, Tensor] = field(default_factory=dict)
+    named_heads: dict[str, Tensor] | None = None
+    mask: Tensor | None = None
+    teachers: dict[str, PoseOutput] = field(default_factory=dict)
 
     @property
     def final(self) -> Tensor:
@@ -31,8 +35,73 @@ class PoseOutput:
         return self.branches[0]
 
     def heads(self) -> dict[str, Tensor]:
-        """The heatmaps validation evaluates: branch0, branch1, ... and, for a multi-branch model, ensemble."""
-        heads = {f"branch{i}": h for i, h in enumerate(self.branches)}
+        """The heatmaps validation evaluates: the branches by name and, for a multi-branch model, the ensemble."""
+        if self.named_heads is not None:
+            heads = dict(self.named_heads)
+        else:
+            heads = {f"branch{i}": h for i, h in enumerate(self.branches)}
         if self.ensemble is not None:
             heads["ensemble"] = self.ensemble
         return heads
+
+
+class PoseModel(nn.Module):
+    """Base class of every pose network: ``forward(images) -> PoseOutput`` plus the deployment interface.
+
+    ``deploy(head)`` returns the standalone network that computes one evaluated head (a copy with its own
+    weights, training-only parts such as an auxiliary mask head dropped) and the ``model:`` section that
+    rebuilds it; ``deployable_heads()`` lists the heads it accepts. A single network deploys itself.
+    """
+
+    def forward(self, images: Tensor) -> PoseOutput:  # pragma: no cover - every subclass defines it
+        raise NotImplementedError
+
+    def config_section(self) -> dict[str, Any]:
+        """The ``model:`` config section that rebuilds this network with ``build_model``."""
+        raise NotImplementedError
+
+    def parts(self) -> dict[str, nn.Module]:
+        """Named parts for per-part parameter / MAC tables (default: the direct children)."""
+        return dict(self.named_children())
+
+    def deployable_heads(self) -> list[str]:
+        """The head names ``deploy`` accepts (a single network: ``branch0``)."""
+        return ["branch0"]
+
+    def deploy_section(self, head: str = "branch0") -> dict[str, Any]:
+        """The ``model:`` section of the network ``deploy(head)`` returns."""
+        self.check_head(head)
+        return self.config_section()
+
+    def deploy(self, head: str = "branch0") -> tuple[nn.Module, dict[str, Any]]:
+        """The standalone network computing ``head`` (weights copied) and the section that rebuilds it."""
+        section = self.deploy_section(head)
+        net = build_like(section, self)
+        own = net.state_dict()
+        kept = {k: v for k, v in self.state_dict().items() if k in own}
+        net.load_state_dict(kept, strict=True)
+        return finish_like(net, self), section
+
+    def check_head(self, head: str) -> None:
+        """Raise ValueError for a head this model cannot deploy, naming the ones it can."""
+        if head not in self.deployable_heads():
+            raise ValueError(
+                f"head '{head}' cannot be deployed as a standalone network; deployable heads: "
+                f"{', '.join(self.deployable_heads())}"
+            )
+
+
+def build_like(section: dict[str, Any], like: nn.Module) -> nn.Module:
+    """Build the model a config section names on the device of ``like`` (e.g. the meta device)."""
+    import torch
+
+    from models.registry import MODELS
+
+    with torch.device(next(like.parameters()).device):
+        return MODELS.build(section, where="model")
+
+
+def finish_like(net: nn.Module, like: nn.Module) -> nn.Module:
+    """Give ``net`` the device, dtype and train/eval mode of ``like``."""
+    reference = next(like.parameters())
+    return net.to(device=reference.device, dtype=reference.dtype).train(like.training)

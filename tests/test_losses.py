@@ -89,7 +89,7 @@ def test_rampup_weight() -> None:
 def test_okdhp_loss_terms_and_total(tensors) -> None:
     student, ensemble, target, weight = tensors
     stacks = [student, student * 0.5, ensemble.flip(-1)]
-    output = PoseOutput(stacks=stacks, branches=[stacks[-1]], ensemble=ensemble, ensemble_inputs=[stacks[-1]])
+    output = PoseOutput(stacks=stacks, branches=[stacks[-1]], ensemble=ensemble)
     terms = OKDHPLoss(alpha=1.5, beta=2.0, rampup_epochs=90)(output, target, weight[..., None], epoch=30)
     args = (target.numpy(), weight.numpy())
     mses = [reference_mse(s.numpy(), *args) for s in stacks]

@@ -42,8 +42,8 @@ def test_multi_branch_summary_equals_module_counts(tmp_path: Path) -> None:
     assert list(summary["parts"]) == ["stem", "shared_stacks", "branch0", "branch1", "fau"]
     assert summary["params"] == count_params(model)
     assert summary["macs"] == sum(layer_macs(model, images).values())
-    deployed = model.extract_branch(1)
-    assert summary["deploy_branch"] == 1 and summary["deploy_config"] == model.deploy_config(1)
+    deployed = model.deploy("branch1")[0]
+    assert summary["deploy_branch"] == 1 and summary["deploy_config"] == model.deploy_section("branch1")
     assert summary["deploy_params"] == count_params(deployed)
     assert summary["deploy_macs"] == sum(layer_macs(deployed, images).values())
 

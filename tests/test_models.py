@@ -114,7 +114,7 @@ def test_extract_branch_equals_branch_outputs(images: torch.Tensor) -> None:
     with torch.no_grad():
         out = model(images)
         for index in range(3):
-            net = model.extract_branch(index)
+            net = model.deploy(f"branch{index}")[0]
             assert isinstance(net, HourglassNet) and not net.training
             assert count_params(net) == baseline_params
             expected = out.stacks[:2] + out.stacks[2 + 2 * index : 4 + 2 * index]
@@ -125,7 +125,7 @@ def test_extract_branch_equals_branch_outputs(images: torch.Tensor) -> None:
 
 def test_extract_is_a_deep_copy(images: torch.Tensor) -> None:
     model = build_model({"name": "okdhp_hourglass", **SMALL})
-    net = model.extract_branch(0)
+    net = model.deploy("branch0")[0]
     with torch.no_grad():
         model.stem[0].weight.add_(1.0)
     assert not torch.equal(net.stem[0].weight, model.stem[0].weight)
@@ -133,16 +133,16 @@ def test_extract_is_a_deep_copy(images: torch.Tensor) -> None:
 
 def test_extract_full_size_matches_baseline_and_config() -> None:
     balanced = meta_model({"name": "okdhp_hourglass"})
-    deployed = balanced.extract_branch(1)
+    deployed = balanced.deploy("branch1")[0]
     assert count_params(deployed) == 13_018_816
-    assert balanced.deploy_config(1) == deployed.config_section()
-    assert count_params(meta_model(balanced.deploy_config(1))) == 13_018_816
+    assert balanced.deploy_section("branch1") == deployed.config_section()
+    assert count_params(meta_model(balanced.deploy_section("branch1"))) == 13_018_816
     unbalanced = meta_model({"name": "okdhp_hourglass", "branch_stacks": [2, 4, 6]})
-    assert count_params(unbalanced.extract_branch(0)) == 13_018_816
-    assert unbalanced.deploy_config(2)["num_stacks"] == 8
-    assert count_params(unbalanced.extract_branch(2)) == 25_594_624
-    with pytest.raises(IndexError):
-        unbalanced.extract_branch(3)
+    assert count_params(unbalanced.deploy("branch0")[0]) == 13_018_816
+    assert unbalanced.deploy_section("branch2")["num_stacks"] == 8
+    assert count_params(unbalanced.deploy("branch2")[0]) == 25_594_624
+    with pytest.raises(ValueError, match="deployable heads: branch0, branch1, branch2"):
+        unbalanced.deploy("branch3")
 
 
 def test_unbalanced_forward_backward_and_extract(images: torch.Tensor) -> None:
@@ -154,7 +154,7 @@ def test_unbalanced_forward_backward_and_extract(images: torch.Tensor) -> None:
     terms["total"].backward()
     assert all(p.grad is not None for p in model.parameters())
     warmed_eval(model, images)
-    net = model.extract_branch(0)
+    net = model.deploy("branch0")[0]
     assert net.config_section()["num_stacks"] == 4 and len(net.path.stacks) == 4
     with torch.no_grad():
         expected = model(images).stacks[:4]
@@ -169,7 +169,8 @@ def test_released_indices_ensemble_the_last_stacks(images: torch.Tensor) -> None
     # [s0, s1, b0s0, b0s1, b1s0, b1s1, b2s0, b2s1]: branch-1 final, branch-2 intermediate, branch-2 final
     assert out.stacks[-3] is out.branches[1] and out.stacks[-1] is out.branches[2]
     mixed = [out.stacks[5], out.stacks[6], out.stacks[7]]
-    assert all(a is b for a, b in zip(out.ensemble_inputs, mixed))
+    assert list(out.heads()) == ["branch1", "branch2_stack0", "branch2", "ensemble"]
+    assert all(a is b for a, b in zip(list(out.heads().values())[:3], mixed))
     expected = sum(weights[:, t, :, None, None] * mixed[t] for t in range(3))
     torch.testing.assert_close(out.ensemble, expected)
     assert len(out.branches) == 3 and out.branches[0] is out.stacks[3]  # branches stay the true finals
@@ -180,7 +181,7 @@ def test_default_ensemble_mixes_branch_finals(images: torch.Tensor) -> None:
     with torch.no_grad():
         out = model(images)
         weights = model.fau.branch_weights(model.stem(images))
-    assert all(a is b for a, b in zip(out.ensemble_inputs, out.branches))
+    assert all(a is b for a, b in zip(list(out.heads().values())[:3], out.branches))
     torch.testing.assert_close(weights.sum(dim=1), torch.ones(2, 16))
     expected = sum(weights[:, t, :, None, None] * out.branches[t] for t in range(3))
     torch.testing.assert_close(out.ensemble, expected)
@@ -201,7 +202,7 @@ def test_nothing_hard_coded_to_16_joints_or_3_branches(images: torch.Tensor) -> 
     with torch.no_grad():
         out = model(images)
         assert out.ensemble.shape == (2, 17, 16, 16) and len(out.stacks) == 4
-        net = model.extract_branch(1)
+        net = model.deploy("branch1")[0]
         assert all(torch.equal(a, b) for a, b in zip(net(images).stacks, out.stacks[1:]))
 
 
@@ -263,12 +264,12 @@ def test_okdhp_mobile_extract_and_fau_on_encoder(images: torch.Tensor) -> None:
     with torch.no_grad():
         out = model(images)
         assert len(out.stacks) == 2 and out.ensemble.shape == (2, 16, 16, 16)
-        net = model.extract_branch(1)
+        net = model.deploy("branch1")[0]
         assert isinstance(net, MobilePoseNet)
         assert torch.equal(net(images).final, out.branches[1])
     baseline = build_model({"name": "mobile", "deconv_channels": 16})
     assert count_params(net) == count_params(baseline)
-    assert model.deploy_config(1) == baseline.config_section()
+    assert model.deploy_section("branch1") == baseline.config_section()
 
 
 def test_okdhp_mobile_released_fau_reads_encoder_width() -> None:

@@ -63,16 +63,20 @@ def summarize(section: dict[str, Any], height: int, width: int, branch: int = 0)
     images = torch.zeros(1, 3, height, width, device="meta")
     with torch.device("meta"):
         model = build_model(section)
-        named_parts = model.parts() if hasattr(model, "parts") else dict(model.named_children())
+        named_parts = model.parts()
         parts = part_counts(model, named_parts, images)
-        deploy = model.extract_branch(branch) if hasattr(model, "extract_branch") else model
+        head = (
+            model.deployable_heads()[branch] if branch < len(model.deployable_heads()) else f"branch{branch}"
+        )
+        deploy, deploy_section = model.deploy(head)
+    multi = len(model.deployable_heads()) > 1
     return {
         "model": section["name"],
         "input_size": [height, width],
         "params": count_params(model),
         "macs": sum(part["macs"] for part in parts.values()),
-        "deploy_branch": branch if deploy is not model else None,
-        "deploy_config": deploy.config_section() if hasattr(deploy, "config_section") else section,
+        "deploy_branch": branch if multi else None,
+        "deploy_config": deploy_section,
         "deploy_params": count_params(deploy),
         "deploy_macs": sum(layer_macs(deploy, images).values()),
         "parts": parts,
@@ -117,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         section, config_size = read_config(args.config)
         height, width = args.input_size or config_size or (256, 256)
         summary = summarize(section, height, width, args.branch)
-    except (UserError, IndexError) as error:
+    except (UserError, ValueError) as error:
         print(f"error: {one_paragraph(error)}", file=sys.stderr)
         return 2
     print(format_table(summary))

@@ -31,8 +31,13 @@ class NonFiniteLossError(UserError):
     """A loss term became NaN or infinite; training stops before anything is saved."""
 
 
-class EpochShuffleSampler(Sampler[int]):
-    """Shuffles with a generator seeded by (seed, epoch): the order of an epoch is the same after a resume."""
+class EpochShuffleSampler(Sampler[tuple[int, int]]):
+    """Shuffles with a generator seeded by (seed, epoch) and yields ``(index, epoch)`` keys.
+
+    The order of an epoch is the same after a resume, and the epoch travels with every index to the dataset
+    (see ``TopDownDataset``), so that DataLoader workers, persistent ones included, draw this epoch's
+    augmentation and not the one of the epoch they were started in.
+    """
 
     def __init__(self, length: int, seed: int) -> None:
         self.length = length
@@ -42,9 +47,10 @@ class EpochShuffleSampler(Sampler[int]):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def __iter__(self) -> Iterator[int]:
+    def __iter__(self) -> Iterator[tuple[int, int]]:
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        return iter(torch.randperm(self.length, generator=generator).tolist())
+        epoch = self.epoch
+        return iter([(index, epoch) for index in torch.randperm(self.length, generator=generator).tolist()])
 
     def __len__(self) -> int:
         return self.length

@@ -65,14 +65,11 @@ def make_loader(
     )
 
 
-def deployable(
-    model: nn.Module, model_section: dict[str, Any], head: str
-) -> tuple[nn.Module, dict[str, Any]]:
+def deployable(model: nn.Module, head: str) -> tuple[nn.Module, dict[str, Any]]:
     """The standalone network to deploy for a selected head, and the model section that rebuilds it."""
-    if not hasattr(model, "extract_branch"):
-        return model, dict(model_section)
-    branch = int(head.removeprefix("branch")) if head.startswith("branch") else 0
-    return model.extract_branch(branch), model.deploy_config(branch)
+    if head not in model.deployable_heads():
+        head = model.deployable_heads()[0]
+    return model.deploy(head)
 
 
 class TrainingRun:
@@ -200,7 +197,7 @@ class TrainingRun:
         if best_path.is_file():
             state = load_checkpoint(best_path)
             load_model_weights(self.model, state["model"], str(best_path))
-            network, section = deployable(self.model, self.config.model, state["best_head"] or "branch0")
+            network, section = deployable(self.model, state["best_head"] or "branch0")
             save_checkpoint(
                 {
                     "kind": "deploy",
