@@ -118,10 +118,8 @@ def pipeline_rate(dataset: MPIIDataset, samples: int) -> float:
 
 def training_set(root: Path, size: int, encoder: type[HeatmapCodec], **kwargs: object) -> MPIIDataset:
     """An MPII training set with SPEC B augmentation, ``size`` x ``size`` crops, size/4 heatmaps."""
-    dataset = MPIIDataset(
-        root, "train", train=True, input_size=(size, size), heatmap_size=(size // 4, size // 4), **kwargs
-    )
-    dataset.codec = encoder(dataset.codec.input_size, dataset.codec.heatmap_size, dataset.codec.sigma)
+    codec = encoder((size, size), (size // 4, size // 4), 2.0)
+    dataset = MPIIDataset(root, "train", train=True, codec=codec, **kwargs)
     return dataset
 
 

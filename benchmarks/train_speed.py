@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     weight = torch.ones(args.batch_size, joints, 1, device=device)
 
     def train_step() -> None:
-        terms = loss_fn(model(images), target, weight, epoch=0)
+        terms = loss_fn(model(images), {"target": target, "target_weight": weight}, epoch=0)
         optimizer.zero_grad(set_to_none=True)
         terms["total"].backward()
         optimizer.step()

@@ -63,9 +63,7 @@ class TopDownDataset(Dataset, abc.ABC):
         skeleton: Skeleton,
         *,
         train: bool,
-        input_size: tuple[int, int],
-        heatmap_size: tuple[int, int],
-        sigma: float = 2.0,
+        codec: HeatmapCodec,
         scale_factor: float = 0.25,
         rotation_factor: float = 30.0,
         rotation_prob: float = 0.6,
@@ -76,8 +74,8 @@ class TopDownDataset(Dataset, abc.ABC):
         self.records = records
         self.skeleton = skeleton
         self.train = train
-        self.input_size = (int(input_size[0]), int(input_size[1]))
-        self.codec = HeatmapCodec(self.input_size, heatmap_size, sigma)
+        self.codec = codec
+        self.input_size = codec.input_size
         self.scale_factor = scale_factor
         self.rotation_factor = rotation_factor
         self.rotation_prob = rotation_prob
@@ -90,6 +88,11 @@ class TopDownDataset(Dataset, abc.ABC):
 
     def __len__(self) -> int:
         return len(self.records)
+
+    @property
+    def batch_keys(self) -> tuple[str, ...]:
+        """The entries of a collated batch of this dataset (what a loss may read)."""
+        return ("image", "target", "target_weight", "meta")
 
     def set_epoch(self, epoch: int) -> None:
         """Select the augmentation draws of this epoch."""

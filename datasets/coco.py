@@ -25,6 +25,7 @@ import torch
 from pycocotools.coco import COCO
 
 from datasets.base import EvalResult, PersonRecord, TopDownDataset
+from datasets.codec import HeatmapCodec
 from datasets.keypoints import COCO as COCO_SKELETON
 from datasets.keypoints import COCO_UPPER_BODY
 from datasets.masks import input_to_heatmap_matrix, instance_mask, warp_mask
@@ -210,6 +211,11 @@ class CocoDataset(TopDownDataset):
         self.keypoint_score_threshold = float(keypoint_score_threshold)
         self.aspect_ratio = self.input_size[0] / self.input_size[1]
 
+    @property
+    def batch_keys(self) -> tuple[str, ...]:
+        """Every entry of a collated batch, the person mask included when ``with_mask`` is on."""
+        return super().batch_keys + (("mask",) if self.with_mask else ())
+
     def adjust_box(self, record: PersonRecord, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """Half-body augmentation (training only, HRNet): a box around the upper or lower body."""
         if np.sum(record.joints_vis > 0) > HALF_BODY_MIN_JOINTS and rng.random() < self.half_body_prob:
@@ -297,6 +303,8 @@ def build_coco_format(
     det_score_threshold: float,
     input_size: Sequence[int],
     heatmap_size: Sequence[int],
+    sigma: float,
+    codec: HeatmapCodec | None,
     subset: int | None,
     **options: Any,
 ) -> CocoDataset:
@@ -312,8 +320,10 @@ def build_coco_format(
     coco = load_coco(ann_path)
     image_ids = _first_images(coco, subset)
     wanted = sorted(coco.imgs) if image_ids is None else image_ids
-    input_pair = size_pair(input_size, "input_size")
-    aspect_ratio = input_pair[0] / input_pair[1]
+    codec = codec or HeatmapCodec(
+        size_pair(input_size, "input_size"), size_pair(heatmap_size, "heatmap_size"), float(sigma)
+    )
+    aspect_ratio = codec.input_size[0] / codec.input_size[1]
     if detection_file is None or train:
         records = gt_person_records(coco, wanted, images, aspect_ratio)
         source = "ground-truth boxes"
@@ -334,8 +344,7 @@ def build_coco_format(
         title=f"{dataset} {set_name} keypoint AP ({source})",
         image_ids=image_ids,
         train=train,
-        input_size=input_pair,
-        heatmap_size=size_pair(heatmap_size, "heatmap_size"),
+        codec=codec,
         seed=int(seed),
         **options,
     )
@@ -353,7 +362,7 @@ OCHUMAN_LAYOUT = (
 )
 
 
-@DATASETS.register("coco")
+@DATASETS.register("coco", skeleton=COCO_SKELETON)
 def build_coco(
     *,
     root: str,
@@ -380,6 +389,7 @@ def build_coco(
     subset: int | None = None,
     oks_threshold: float = 0.9,
     keypoint_score_threshold: float = 0.2,
+    codec: HeatmapCodec | None = None,
 ) -> CocoDataset:
     """The ``data: {name: coco, ...}`` builder: the keyword arguments are the config keys (HRNet defaults).
 
@@ -403,8 +413,9 @@ def build_coco(
         det_score_threshold=float(det_score_threshold),
         input_size=input_size,
         heatmap_size=heatmap_size,
+        sigma=sigma,
+        codec=codec,
         subset=subset,
-        sigma=float(sigma),
         scale_factor=float(scale_factor),
         rotation_factor=float(rotation_factor),
         rotation_prob=float(rotation_prob),
@@ -417,7 +428,7 @@ def build_coco(
     )
 
 
-@DATASETS.register("ochuman")
+@DATASETS.register("ochuman", skeleton=COCO_SKELETON)
 def build_ochuman(
     *,
     root: str,
@@ -436,6 +447,7 @@ def build_ochuman(
     subset: int | None = None,
     oks_threshold: float = 0.9,
     keypoint_score_threshold: float = 0.2,
+    codec: HeatmapCodec | None = None,
 ) -> CocoDataset:
     """The ``data: {name: ochuman, ...}`` builder: test-only (no training split), ground-truth boxes."""
     if train or split == "train":
@@ -455,8 +467,9 @@ def build_ochuman(
         det_score_threshold=0.0,
         input_size=input_size,
         heatmap_size=heatmap_size,
+        sigma=sigma,
+        codec=codec,
         subset=subset,
-        sigma=float(sigma),
         color=color,
         with_mask=bool(with_mask),
         oks_threshold=float(oks_threshold),

@@ -22,15 +22,31 @@ from datasets.transforms import get_affine_transform
 class HeatmapCodec:
     """Encode joints into Gaussian heatmaps and decode heatmaps into joint positions."""
 
-    def __init__(
-        self, input_size: tuple[int, int], heatmap_size: tuple[int, int], sigma: float = 2.0
-    ) -> None:
+    def __init__(self, input_size: tuple[int, int], heatmap_size: tuple[int, int], sigma: float) -> None:
         self.input_size = (int(input_size[0]), int(input_size[1]))
         self.heatmap_size = (int(heatmap_size[0]), int(heatmap_size[1]))
         self.sigma = float(sigma)
         self.stride = np.array(self.input_size, dtype=np.float64) / np.array(
             self.heatmap_size, dtype=np.float64
         )
+
+    def to_dict(self) -> dict[str, list[int] | float]:
+        """Plain data, as checkpoints record it (``from_dict`` rebuilds the codec)."""
+        return {
+            "input_size": list(self.input_size),
+            "heatmap_size": list(self.heatmap_size),
+            "sigma": self.sigma,
+        }
+
+    @classmethod
+    def from_dict(cls, values: dict) -> HeatmapCodec:
+        return cls(tuple(values["input_size"]), tuple(values["heatmap_size"]), float(values["sigma"]))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, HeatmapCodec) and self.to_dict() == other.to_dict()
+
+    def __hash__(self) -> int:
+        return hash((self.input_size, self.heatmap_size, self.sigma))
 
     def encode(self, joints: np.ndarray, visibility: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Joints (J, 2) in input-crop pixels + visibility (J,) -> target (J, h, w), target_weight (J, 1)."""

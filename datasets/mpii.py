@@ -27,6 +27,7 @@ import h5py
 import numpy as np
 
 from datasets.base import EvalResult, PersonRecord, TopDownDataset
+from datasets.codec import HeatmapCodec
 from datasets.keypoints import MPII
 from datasets.registry import DATASETS, check_subset, resolve_path, size_pair
 from datasets.transforms import check_color
@@ -220,7 +221,7 @@ class MPIIDataset(TopDownDataset):
         return EvalResult(table=table, metric=table["Mean"], text=format_pckh_table(table, title))
 
 
-@DATASETS.register("mpii")
+@DATASETS.register("mpii", skeleton=MPII)
 def build_mpii(
     *,
     root: str,
@@ -239,6 +240,7 @@ def build_mpii(
     flip: bool = True,
     color: str = "bgr_imagenet",
     subset: int | None = None,
+    codec: HeatmapCodec | None = None,
 ) -> MPIIDataset:
     """The ``data: {name: mpii, ...}`` builder: the keyword arguments are the config keys (SPEC B defaults)."""
     check_color(color)
@@ -251,9 +253,10 @@ def build_mpii(
         annotation_file=annotation_file,
         gt_file=gt_file,
         subset=subset,
-        input_size=size_pair(input_size, "input_size"),
-        heatmap_size=size_pair(heatmap_size, "heatmap_size"),
-        sigma=float(sigma),
+        codec=codec
+        or HeatmapCodec(
+            size_pair(input_size, "input_size"), size_pair(heatmap_size, "heatmap_size"), float(sigma)
+        ),
         scale_factor=float(scale_factor),
         rotation_factor=float(rotation_factor),
         rotation_prob=float(rotation_prob),

@@ -7,19 +7,45 @@ from pathlib import Path
 from typing import Any
 
 from datasets.base import TopDownDataset
+from datasets.codec import HeatmapCodec
+from datasets.keypoints import Skeleton
 from utils.errors import ConfigError
 from utils.registry import Registry
 
 DATASETS = Registry("dataset", modules=("datasets.mpii", "datasets.coco"))
-ENTRY_POINT_ARGS = ("split", "train", "seed")  # builder arguments build_dataset supplies: not data keys
+ENTRY_POINT_ARGS = (
+    "split",
+    "train",
+    "seed",
+    "codec",
+)  # builder arguments build_dataset supplies: not data keys
 
 
-def build_dataset(section: Mapping[str, Any], split: str, train: bool, seed: int = 0) -> TopDownDataset:
+def build_dataset(
+    section: Mapping[str, Any], split: str, train: bool, seed: int = 0, codec: HeatmapCodec | None = None
+) -> TopDownDataset:
     """Build the dataset of a config's ``data`` section for one split, with training augmentation or not.
 
-    ``split``, ``train`` and ``seed`` come from the entry point; they are not keys of the ``data`` section.
+    ``split``, ``train``, ``seed`` and the run's ``codec`` (``build_codec``) come from the entry point; they
+    are not keys of the ``data`` section.
     """
-    return DATASETS.build(section, where="data", split=split, train=train, seed=seed)
+    return DATASETS.build(section, where="data", split=split, train=train, seed=seed, codec=codec)
+
+
+def build_codec(section: Mapping[str, Any]) -> HeatmapCodec:
+    """The one heatmap codec of a run, from the data section's input_size, heatmap_size and sigma."""
+    DATASETS.check(section, "data", reserved=ENTRY_POINT_ARGS)
+    values = DATASETS.resolved(section)
+    return HeatmapCodec(
+        size_pair(values["input_size"], "input_size"),
+        size_pair(values["heatmap_size"], "heatmap_size"),
+        float(values["sigma"]),
+    )
+
+
+def skeleton_of(section: Mapping[str, Any]) -> Skeleton:
+    """The skeleton (joints, flip pairs) of a data section's dataset: the one source of the joint count."""
+    return DATASETS.meta(section["name"])["skeleton"]
 
 
 def size_pair(value: Sequence[int] | int, key: str) -> tuple[int, int]:

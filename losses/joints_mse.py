@@ -1,6 +1,14 @@
-"""HRNet's JointsMSELoss with target weights, and its sum over every supervised stack of a PoseOutput."""
+"""HRNet's JointsMSELoss with target weights, and its sum over every supervised stack of a PoseOutput.
+
+Every loss of the project has the engine's one signature, ``loss(output, batch, epoch) -> {name: tensor}``
+with ``total`` among the terms, and declares in ``batch_keys`` which entries of the collated batch it reads,
+so that a config pairing it with a dataset that lacks one is refused at start-up (``check_batch_keys``).
+"""
 
 from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
 
 from torch import Tensor, nn
 
@@ -29,18 +37,39 @@ def stack_mse_terms(output: PoseOutput, target: Tensor, target_weight: Tensor) -
     return terms
 
 
+class PoseLoss(nn.Module):
+    """Base of every loss: ``forward(output, batch, epoch)``; ``batch_keys`` names what it reads of the batch."""
+
+    batch_keys: tuple[str, ...] = ("target", "target_weight")
+    teacher_names: tuple[str, ...] = ()  # teachers it needs in PoseOutput.teachers (distillation losses)
+
+    def forward(self, output: PoseOutput, batch: dict[str, Any], epoch: int = 0) -> dict[str, Tensor]:
+        raise NotImplementedError
+
+
+def check_batch_keys(loss: nn.Module, provided: Iterable[str], loss_name: str, data_name: str) -> None:
+    """Raise ConfigError when the loss reads batch entries the dataset does not provide."""
+    from utils.errors import ConfigError
+
+    provided = set(provided)
+    missing = [key for key in getattr(loss, "batch_keys", ()) if key not in provided]
+    if missing:
+        raise ConfigError(
+            f"loss '{loss_name}' needs the batch entries {', '.join(missing)}, which dataset '{data_name}' "
+            f"does not provide with this config (it provides {', '.join(sorted(provided))}). For a mask, set "
+            "data.with_mask: true on COCO; otherwise choose a loss that fits the data."
+        )
+
+
 @LOSSES.register("mse")
-class PoseMSELoss(nn.Module):
+class PoseMSELoss(PoseLoss):
     """Supervised loss of any network: the sum of every stack's JointsMSE (intermediate supervision).
 
     Registered as loss ``mse`` (no config keys besides ``name``).
-    Terms: ``mse/stack{k}``, ``mse`` and ``total`` (= ``mse``). ``epoch`` is accepted, and unused, so that
-    every loss has the engine's call signature.
+    Terms: ``mse/stack{k}``, ``mse`` and ``total`` (= ``mse``).
     """
 
-    def forward(
-        self, output: PoseOutput, target: Tensor, target_weight: Tensor, epoch: int = 0
-    ) -> dict[str, Tensor]:
-        terms = stack_mse_terms(output, target, target_weight)
+    def forward(self, output: PoseOutput, batch: dict[str, Any], epoch: int = 0) -> dict[str, Tensor]:
+        terms = stack_mse_terms(output, batch["target"], batch["target_weight"])
         terms["total"] = terms["mse"]
         return terms

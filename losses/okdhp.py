@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-import torch
-from torch import Tensor, nn
+from typing import Any
 
-from losses.joints_mse import joints_mse, stack_mse_terms
+import torch
+from torch import Tensor
+
+from losses.joints_mse import PoseLoss, joints_mse, stack_mse_terms
 from losses.pixel_kl import pixel_kl, rampup_weight
 from losses.registry import LOSSES
 from models.output import PoseOutput
 
 
 @LOSSES.register("okdhp")
-class OKDHPLoss(nn.Module):
+class OKDHPLoss(PoseLoss):
     """``L = sum_k MSE(o_k, G) + alpha * MSE(E, G) + beta * w(e) * sum_k KL(E || o_k)`` (paper Eq. 8).
 
     k runs over every entry of ``output.stacks`` (shared stacks once, every stack of every branch).
@@ -37,9 +39,8 @@ class OKDHPLoss(nn.Module):
         self.temperature = temperature
         self.detach_ensemble = detach_ensemble
 
-    def forward(
-        self, output: PoseOutput, target: Tensor, target_weight: Tensor, epoch: int = 0
-    ) -> dict[str, Tensor]:
+    def forward(self, output: PoseOutput, batch: dict[str, Any], epoch: int = 0) -> dict[str, Tensor]:
+        target, target_weight = batch["target"], batch["target_weight"]
         terms = stack_mse_terms(output, target, target_weight)
         if output.ensemble is None:
             terms["total"] = terms["mse"]

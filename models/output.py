@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 
@@ -33,6 +34,25 @@ class PoseOutput:
     def final(self) -> Tensor:
         """The prediction of a single network (branch 0's final heatmap)."""
         return self.branches[0]
+
+    def float(self) -> PoseOutput:
+        """The same output with every tensor in fp32 (losses are computed in fp32 after an autocast forward)."""
+
+        def cast(t: Tensor | None) -> Tensor | None:
+            return t if t is None or t.dtype == torch.float32 else t.float()
+
+        if all(t.dtype == torch.float32 for t in self.stacks) and not self.teachers:
+            return self
+        return PoseOutput(
+            stacks=[cast(t) for t in self.stacks],
+            branches=[cast(t) for t in self.branches],
+            ensemble=cast(self.ensemble),
+            named_heads=None
+            if self.named_heads is None
+            else {k: cast(v) for k, v in self.named_heads.items()},
+            mask=cast(self.mask),
+            teachers={name: out.float() for name, out in self.teachers.items()},
+        )
 
     def heads(self) -> dict[str, Tensor]:
         """The heatmaps validation evaluates: the branches by name and, for a multi-branch model, the ensemble."""
@@ -64,6 +84,14 @@ class PoseModel(nn.Module):
         """Named parts for per-part parameter / MAC tables (default: the direct children)."""
         return dict(self.named_children())
 
+    def set_epoch(self, epoch: int) -> list[str]:
+        """Called by the engine at the start of every epoch; returns the teachers in use (none by default)."""
+        return []
+
+    def input_multiple(self) -> int:
+        """Input width and height must be multiples of this (the network's total down-sampling)."""
+        return 1
+
     def deployable_heads(self) -> list[str]:
         """The head names ``deploy`` accepts (a single network: ``branch0``)."""
         return ["branch0"]
@@ -93,8 +121,6 @@ class PoseModel(nn.Module):
 
 def build_like(section: dict[str, Any], like: nn.Module) -> nn.Module:
     """Build the model a config section names on the device of ``like`` (e.g. the meta device)."""
-    import torch
-
     from models.registry import MODELS
 
     with torch.device(next(like.parameters()).device):

@@ -79,7 +79,7 @@ def test_no_shift_on_the_border_and_zero_for_empty_maps():
 
 
 def test_decode_to_image_inverts_the_crop():
-    codec = HeatmapCodec(input_size=(256, 256), heatmap_size=(64, 64))
+    codec = HeatmapCodec(input_size=(256, 256), heatmap_size=(64, 64), sigma=2.0)
     centers = np.array([[400.0, 300.0], [120.5, 80.25]])
     scales = np.array([[2.0, 2.0], [0.9, 0.9]])
     rng = np.random.default_rng(2)

@@ -70,7 +70,7 @@ def test_overrides_are_typed() -> None:
         load_config(EXPERIMENTS / "mpii" / "hg4_baseline.yaml", ["train.epochs"])
 
 
-@pytest.mark.parametrize("override", ["train.epochs=0", "test.batch_size=0", "train.workers=-1"])
+@pytest.mark.parametrize("override", ["train.epochs=0", "test.batch_size=0", "runtime.workers=-1"])
 def test_out_of_range_counts_are_config_errors(override: str) -> None:
     with pytest.raises(ConfigError, match=override.split("=")[0]):
         load_config(EXPERIMENTS / "mpii" / "hg4_baseline.yaml", [override])

@@ -90,7 +90,9 @@ def test_okdhp_loss_terms_and_total(tensors) -> None:
     student, ensemble, target, weight = tensors
     stacks = [student, student * 0.5, ensemble.flip(-1)]
     output = PoseOutput(stacks=stacks, branches=[stacks[-1]], ensemble=ensemble)
-    terms = OKDHPLoss(alpha=1.5, beta=2.0, rampup_epochs=90)(output, target, weight[..., None], epoch=30)
+    terms = OKDHPLoss(alpha=1.5, beta=2.0, rampup_epochs=90)(
+        output, {"target": target, "target_weight": weight[..., None]}, epoch=30
+    )
     args = (target.numpy(), weight.numpy())
     mses = [reference_mse(s.numpy(), *args) for s in stacks]
     kls = [reference_kl(s.numpy(), ensemble.numpy(), weight.numpy(), 1.0) for s in stacks]
@@ -110,7 +112,7 @@ def test_single_network_losses(tensors) -> None:
     student, _, target, weight = tensors
     output = PoseOutput(stacks=[student, student * 2], branches=[student * 2])
     for loss in (PoseMSELoss(), OKDHPLoss()):
-        terms = loss(output, target, weight, epoch=5)
+        terms = loss(output, {"target": target, "target_weight": weight}, epoch=5)
         assert set(terms) == {"mse/stack0", "mse/stack1", "mse", "total"}
         expected = reference_mse(student.numpy(), target.numpy(), weight.numpy()) + reference_mse(
             2 * student.numpy(), target.numpy(), weight.numpy()
@@ -129,12 +131,14 @@ def test_fau_gradients_with_and_without_detached_ensemble(detach_ensemble: bool)
     fau_params = list(model.fau.parameters())
 
     kl_grads = torch.autograd.grad(
-        loss_fn(model(images), target, weight, epoch=90)["kl"], fau_params, allow_unused=True
+        loss_fn(model(images), {"target": target, "target_weight": weight}, epoch=90)["kl"],
+        fau_params,
+        allow_unused=True,
     )
     kl_reaches_fau = any(g is not None and g.abs().sum() > 0 for g in kl_grads)
     assert kl_reaches_fau is not detach_ensemble
 
-    loss_fn(model(images), target, weight, epoch=90)["total"].backward()
+    loss_fn(model(images), {"target": target, "target_weight": weight}, epoch=90)["total"].backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.fau.heads.parameters())
     assert all(p.grad is not None for p in fau_params)
 

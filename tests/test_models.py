@@ -150,7 +150,7 @@ def test_unbalanced_forward_backward_and_extract(images: torch.Tensor) -> None:
     out = model(images)
     assert len(out.stacks) == 2 + 2 + 4 + 6
     target = torch.rand_like(out.branches[0])
-    terms = OKDHPLoss()(out, target, torch.ones(2, 16, 1), epoch=3)
+    terms = OKDHPLoss()(out, {"target": target, "target_weight": torch.ones(2, 16, 1)}, epoch=3)
     terms["total"].backward()
     assert all(p.grad is not None for p in model.parameters())
     warmed_eval(model, images)
@@ -235,7 +235,7 @@ def test_adam_steps_lower_the_okdhp_loss(images: torch.Tensor) -> None:
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     losses = []
     for _ in range(4):
-        total = loss_fn(model(images), target, target_weight, epoch=10)["total"]
+        total = loss_fn(model(images), {"target": target, "target_weight": target_weight}, epoch=10)["total"]
         optimizer.zero_grad()
         total.backward()
         optimizer.step()

@@ -10,6 +10,7 @@ import pytest
 import scipy.io
 import torch
 
+from datasets.codec import HeatmapCodec
 from datasets.keypoints import MPII
 from datasets.mpii import MPIIDataset, load_mpii_records
 from datasets.registry import DATASETS, build_dataset
@@ -131,13 +132,12 @@ def test_h5_validation_against_the_official_ground_truth(mpii_data):
     content = scipy.io.loadmat(str(mpii_data / GT_FILE))
     official = np.transpose(content["pos_gt_src"], (2, 0, 1))
     with_mat = MPIIDataset(
-        mpii_data, "valid", train=False, annotation_format="h5", gt_file=GT_FILE, input_size=(256, 256),
-        heatmap_size=(64, 64),
+        mpii_data, "valid", train=False, annotation_format="h5", gt_file=GT_FILE, codec=HeatmapCodec((256, 256), (64, 64), 2.0),
     )  # fmt: skip
     assert with_mat.evaluate(official - 1.0, np.ones((2958, 16, 1))).metric == 100.0
     # Without a gt .mat, the h5 'normalize' head sizes are used with the h5 joints.
     from_h5 = MPIIDataset(
-        mpii_data, "valid", train=False, annotation_format="h5", input_size=(256, 256), heatmap_size=(64, 64)
+        mpii_data, "valid", train=False, annotation_format="h5", codec=HeatmapCodec((256, 256), (64, 64), 2.0)
     )
     h5_joints = np.stack([record.joints for record in from_h5.records])
     result = from_h5.evaluate(h5_joints, np.ones((2958, 16, 1)))
@@ -151,8 +151,7 @@ def test_h5_validation_against_the_official_ground_truth(mpii_data):
 
 def test_subset_uses_the_matching_ground_truth_rows(mpii_data):
     dataset = MPIIDataset(
-        mpii_data, "valid", train=False, annotation_format="h5", gt_file=GT_FILE, subset=7, input_size=(64, 64),
-        heatmap_size=(16, 16),
+        mpii_data, "valid", train=False, annotation_format="h5", gt_file=GT_FILE, subset=7, codec=HeatmapCodec((64, 64), (16, 16), 2.0),
     )  # fmt: skip
     assert len(dataset) == 7
     gt, _ = dataset.ground_truth()
@@ -195,7 +194,7 @@ def test_corrupt_jpeg_names_the_file(tmp_path, mpii_data):
     first = json.loads((mpii_data / "annot" / "sample.json").read_text())[0]["image"]
     good = (mpii_data / "images" / first).read_bytes()
     (tmp_path / "images" / first).write_bytes(good[: len(good) // 50])  # a truncated download
-    dataset = MPIIDataset(tmp_path, "valid", train=False, input_size=(64, 64), heatmap_size=(16, 16))
+    dataset = MPIIDataset(tmp_path, "valid", train=False, codec=HeatmapCodec((64, 64), (16, 16), 2.0))
     with pytest.raises(DataError, match=first):
         dataset[0]
     (tmp_path / "images" / first).write_bytes(b"")

@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
+from datasets.codec import HeatmapCodec
 from datasets.mpii import MPIIDataset
 from datasets.synthetic import LIMBS, make_synthetic_mpii
 from tools.make_synthetic import main as make_synthetic_cli
@@ -49,7 +50,7 @@ def test_limbs_are_drawn_in_their_side_colours(synthetic_root):
 
 
 def test_adjusted_box_holds_the_figure_and_gt_scores_100(synthetic_root):
-    dataset = MPIIDataset(synthetic_root, "valid", train=False, input_size=(64, 64), heatmap_size=(16, 16))
+    dataset = MPIIDataset(synthetic_root, "valid", train=False, codec=HeatmapCodec((64, 64), (16, 16), 2.0))
     for record in dataset.records:
         half_box = record.scale[0] * 200 / 2
         assert np.all(np.abs(record.joints - record.center) <= half_box / 1.25 + 1e-6)

@@ -36,7 +36,8 @@ def coco_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict
                 "model": {"num_features": 16, "depth": 2, "branch_stacks": [1, 1]},
                 "data": {"root": str(root), **TINY_SIZES},
                 "loss": {"rampup_epochs": 2},
-                "train": {"epochs": 3, "batch_size": 8, "lr": 2e-3, "workers": 0, "device": "cpu"},
+                "train": {"epochs": 3, "batch_size": 8, "lr": 2e-3},
+                "runtime": {"workers": 0, "device": "cpu"},
                 "test": {"batch_size": 16},
             }
         )
@@ -86,7 +87,7 @@ def test_coco_trained_network_evaluates_on_the_real_ochuman_sample(coco_run, och
                 "experiment": "tiny_ochuman",
                 "base": str(REPO / "experiments" / "coco" / "ochuman_hg4_okdhp.yaml"),
                 "data": {"root": str(ochuman_data), "ann_file": "annotations/sample.json", **TINY_SIZES},
-                "train": {"workers": 0, "device": "cpu"},
+                "runtime": {"workers": 0, "device": "cpu"},
             }
         )
     )

@@ -43,9 +43,9 @@ def write_config(folder: Path, root: Path, epochs: int = 3, **model: object) -> 
         "data": {"name": "mpii", "root": str(root), "input_size": [64, 64], "heatmap_size": [16, 16], "sigma": 1.0},
         "loss": {"name": "okdhp" if section["name"] == "okdhp_hourglass" else "mse"},
         "train": {
-            "epochs": epochs, "batch_size": 4, "lr": 1e-3, "lr_steps": [2], "workers": 0,
-            "deterministic": True, "device": "cpu",
+            "epochs": epochs, "batch_size": 4, "lr": 1e-3, "lr_steps": [2],
         },
+        "runtime": {"workers": 0, "deterministic": True, "device": "cpu"},
         "test": {"batch_size": 8},
     }  # fmt: skip
     if section["name"] == "okdhp_hourglass":
@@ -67,8 +67,8 @@ class InterruptAt:
     def __init__(self, loss, epoch: int, iteration: int, nan: bool = False) -> None:
         self.loss, self.epoch, self.iteration, self.nan, self.calls = loss, epoch, iteration, nan, 0
 
-    def __call__(self, output, target, target_weight, epoch):
-        terms = self.loss(output, target, target_weight, epoch=epoch)
+    def __call__(self, output, batch, epoch):
+        terms = self.loss(output, batch, epoch=epoch)
         if epoch == self.epoch:
             if self.calls == self.iteration:
                 if not self.nan:
@@ -180,7 +180,7 @@ def test_user_errors_are_one_paragraph(tiny_root: Path, tmp_path: Path) -> None:
     for workers in ("0", "2"):
         fails(
             "train_mpii.py", "--config", str(config_path), "--data-root", str(corrupt_root),
-            "--set", f"train.workers={workers}", "--output-dir", str(tmp_path / f"out{workers}"),
+            "--set", f"runtime.workers={workers}", "--output-dir", str(tmp_path / f"out{workers}"),
             expect=str(victim),
         )  # fmt: skip
 

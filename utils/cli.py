@@ -36,8 +36,8 @@ def run_cli(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | N
     except UserError as error:
         print(f"error: {one_paragraph(error)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted: the last checkpoint is intact; continue with --resume", file=sys.stderr)
+    except KeyboardInterrupt as error:
+        print(str(error) or "interrupted", file=sys.stderr)
         return 130
 
 
@@ -87,7 +87,14 @@ def train_main(family: str, argv: Sequence[str] | None = None) -> int:
     add_config_arguments(parser)
     parser.add_argument("--output-dir", help="run folder (default: output/<experiment>)")
     parser.add_argument("--resume", action="store_true", help="continue from <output-dir>/last.pth")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start over in an output folder that holds a run (deletes it)",
+    )
     args = parser.parse_args(argv)
+    if args.resume and args.overwrite:
+        parser.error("--resume and --overwrite exclude each other")
 
     config = load_config(resolve_config_path(args.config), overrides_from(args))
     if config.data["name"] not in TRAIN_FAMILIES[family]:
@@ -97,7 +104,7 @@ def train_main(family: str, argv: Sequence[str] | None = None) -> int:
         )
     output_dir = Path(args.output_dir) if args.output_dir else Path("output") / config.experiment
     run = TrainingRun(config, output_dir)
-    run.fit(resume=args.resume)
+    run.fit(resume=args.resume, overwrite=args.overwrite)
     return 0
 
 

@@ -1,8 +1,9 @@
 """Typed, validated experiment configs: one yaml per experiment, command-line overrides, nothing ignored.
 
-A config has five sections. ``train`` and ``test`` are dataclasses below; ``model``, ``data`` and ``loss``
-are ``{name: ..., key: value}`` mappings whose keys are checked against the registered builder's keyword
-arguments (see ``utils/registry.py``). Every unknown or misspelt key is an error naming the closest valid key.
+A config has these sections. ``train``, ``test`` and ``runtime`` are dataclasses below; ``model``, ``data``
+and ``loss`` are ``{name: ..., key: value}`` mappings whose keys are checked against the registered builder's
+keyword arguments (see ``utils/registry.py``); ``teachers`` (optional) names the frozen teachers of a
+distillation run (``TeacherConfig``). Every unknown or misspelt key is an error naming the closest valid key.
 A yaml may start from another one with ``base: other.yaml`` (path relative to the yaml); its sections are
 merged key by key, the child winning.
 """
@@ -36,11 +37,37 @@ class TrainConfig:
     weight_decay: float = 0.0
     lr_steps: list[int] = field(default_factory=lambda: [90, 120])
     lr_factor: float = 0.1
-    workers: int = 4
     val_every: int = 1  # validate every N epochs (and always after the last)
     iters_per_epoch: int | None = None  # cap on iterations per epoch, for quick runs
-    deterministic: bool = False  # deterministic algorithms (bit-for-bit resume on CPU)
+    drop_last: bool = False  # drop the last incomplete batch of an epoch (the released code trains on it)
+    init_from: str | None = (
+        None  # initial weights: a checkpoint of this project (e.g. tools/convert_checkpoint.py)
+    )
+
+
+@dataclass
+class RuntimeConfig:
+    """Where and how the computation runs; read only by utils/runtime.py (and the loaders' worker count)."""
+
     device: str = "auto"  # auto | cpu | cuda | cuda:N
+    precision: str = (
+        "fp32"  # fp32 (the paper's) | bf16 | fp16 | auto (bf16 where the device runs it natively)
+    )
+    channels_last: bool = False  # NHWC memory format for convolutions
+    compile: bool = False  # torch.compile the model (eager with a warning where no compiler works)
+    deterministic: bool = False  # deterministic algorithms (bit-for-bit resume on CPU)
+    workers: int = 4  # DataLoader worker processes (0: load in the main process)
+    sync_batchnorm: bool = False  # SyncBatchNorm across processes (several GPUs)
+
+
+@dataclass
+class TeacherConfig:
+    """A frozen teacher: its checkpoint, the model section if the file has none, the epochs it teaches."""
+
+    checkpoint: str
+    model: dict[str, Any] | None = None  # needed for a plain state_dict (e.g. a published HRNet file)
+    start: float = 0.0  # first epoch it runs, as a fraction of train.epochs (ODKD's r for the senior teacher)
+    end: float = 1.0  # it runs while epoch < end * train.epochs
 
 
 @dataclass
@@ -55,6 +82,9 @@ class TestConfig:
 
 SELECT_MODES = ("best_branch", "ensemble", "branch0")
 OPTIMIZERS = ("adam", "adamw", "sgd")
+PRECISIONS = ("fp32", "bf16", "fp16", "auto")
+MOVED_KEYS = {"train.workers": "runtime.workers", "train.device": "runtime.device"}
+MOVED_KEYS["train.deterministic"] = "runtime.deterministic"
 
 
 @dataclass
@@ -67,6 +97,8 @@ class ExperimentConfig:
     loss: dict[str, Any]
     train: TrainConfig = field(default_factory=TrainConfig)
     test: TestConfig = field(default_factory=TestConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    teachers: dict[str, TeacherConfig] = field(default_factory=dict)
     seed: int = 0
     description: str = ""
 
@@ -119,11 +151,31 @@ def config_from_dict(raw: Mapping[str, Any], source: str = "<dict>") -> Experime
         loss=dict(raw["loss"]),
         train=_dataclass_from(TrainConfig, raw.get("train", {}), "train", source),
         test=_dataclass_from(TestConfig, raw.get("test", {}), "test", source),
+        runtime=_dataclass_from(RuntimeConfig, raw.get("runtime", {}), "runtime", source),
+        teachers=_teachers_from(raw.get("teachers", {}), source),
         seed=_typed(raw.get("seed", 0), int, "seed", source),
         description=_typed(raw.get("description", ""), str, "description", source),
     )
     validate_sections(config, source)
     return config
+
+
+def _teachers_from(values: Any, source: str) -> dict[str, TeacherConfig]:
+    """The ``teachers:`` section: ``{name: {checkpoint, model?, start?, end?}}``."""
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"{source}: 'teachers' must map teacher names to {{checkpoint: ...}} sections")
+    teachers = {}
+    for name, section in values.items():
+        teacher = _dataclass_from(TeacherConfig, section, f"teachers.{name}", source)
+        if not 0.0 <= teacher.start < teacher.end <= 1.0:
+            raise ConfigError(
+                f"{source}: teachers.{name}: need 0 <= start < end <= 1 (fractions of train.epochs), "
+                f"got start={teacher.start}, end={teacher.end}"
+            )
+        if teacher.model is not None and not isinstance(teacher.model, Mapping):
+            raise ConfigError(f"{source}: teachers.{name}.model must be a model section with a 'name'")
+        teachers[str(name)] = teacher
+    return teachers
 
 
 def validate_sections(config: ExperimentConfig, source: str) -> None:
@@ -148,8 +200,18 @@ def validate_sections(config: ExperimentConfig, source: str) -> None:
         raise ConfigError(
             f"{source}: train.epochs, train.batch_size, train.val_every and test.batch_size must be >= 1"
         )
-    if config.train.workers < 0:
-        raise ConfigError(f"{source}: train.workers must be >= 0 (0 loads data in the main process)")
+    if config.runtime.workers < 0:
+        raise ConfigError(f"{source}: runtime.workers must be >= 0 (0 loads data in the main process)")
+    if config.runtime.precision not in PRECISIONS:
+        raise ConfigError(
+            f"{source}: runtime.precision must be one of {PRECISIONS}, got '{config.runtime.precision}'"
+        )
+    for name, teacher in config.teachers.items():
+        if teacher.model is not None:
+            try:
+                MODELS.check(teacher.model, f"teachers.{name}.model")
+            except ConfigError as error:
+                raise ConfigError(f"{source}: {error}") from None
 
 
 def apply_override(raw: dict[str, Any], item: str) -> None:
@@ -220,6 +282,9 @@ def _dataclass_from(cls: type, values: Any, section: str, source: str) -> Any:
     fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
     for key in values:
+        moved = MOVED_KEYS.get(f"{section}.{key}")
+        if moved is not None:
+            raise ConfigError(f"{source}: '{section}.{key}' has moved to '{moved}' (the runtime: section)")
         if key not in fields:
             raise ConfigError(
                 f"{source}: unknown key '{section}.{key}'{closest(key, fields)}; "
@@ -252,4 +317,7 @@ def _typed(value: Any, hint: Any, where: str, source: str) -> Any:
         return value
     if hint in (str, bool) and isinstance(value, hint):
         return value
+    if typing.get_origin(hint) is dict or hint is dict:
+        if isinstance(value, Mapping):
+            return dict(value)
     raise ConfigError(f"{source}: {where} must be {getattr(hint, '__name__', hint)}, got {value!r}")

@@ -11,17 +11,17 @@ import math
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Sampler
-from tqdm import tqdm
 
 from datasets.base import EvalResult, TopDownDataset
 from models.output import PoseOutput
 from utils.errors import UserError
+from utils.predictor import HeadPredictions, Predictor
+from utils.progress import Progress
 from utils.runtime import Runtime
 
 LossFn = Callable[..., dict[str, Tensor]]
@@ -56,10 +56,6 @@ class EpochShuffleSampler(Sampler[tuple[int, int]]):
         return self.length
 
 
-def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    return {k: v.to(device, non_blocking=True) if isinstance(v, Tensor) else v for k, v in batch.items()}
-
-
 def train_one_epoch(
     model: nn.Module,
     loss_fn: LossFn,
@@ -70,77 +66,62 @@ def train_one_epoch(
     *,
     max_iters: int | None = None,
 ) -> dict[str, float]:
-    """One pass over the training data; returns each loss term averaged over the samples seen."""
+    """One pass over the training data; returns each loss term averaged over the samples seen.
+
+    The engine names no batch entry but the image: the loss receives the whole batch (``loss(output, batch,
+    epoch)``) and the runtime runs the forward (autocast), the backward and the step.
+    """
     model.train()
     sums: dict[str, float] = defaultdict(float)
     seen = 0
     total_iters = len(loader) if max_iters is None else min(max_iters, len(loader))
-    bar = tqdm(loader, total=total_iters, desc=f"epoch {epoch}", disable=not runtime.is_main, leave=False)
-    for iteration, batch in enumerate(bar):
+    progress = Progress(loader, total_iters, f"epoch {epoch}", enabled=runtime.is_main)
+    for iteration, batch in enumerate(progress):
         if iteration >= total_iters:
             break
-        batch = _to_device(batch, runtime.device)
-        output: PoseOutput = model(batch["image"])
-        terms = loss_fn(output, batch["target"], batch["target_weight"], epoch=epoch)
+        batch = runtime.batch(batch)
+        with runtime.autocast():
+            output: PoseOutput = model(batch["image"])
+        terms = loss_fn(output.float(), batch, epoch)
         # One device-to-host copy for all (scalar) terms, instead of two synchronisations per term.
         values = dict(zip(terms, torch.stack([v.detach().float() for v in terms.values()]).tolist()))
-        for name, value in values.items():
-            if not math.isfinite(value):
-                raise NonFiniteLossError(
-                    f"the loss term '{name}' became {value} at epoch {epoch}, iteration {iteration}; "
-                    "training stopped and the last good checkpoint was left as it was. Lower the learning "
-                    "rate or check the data of this batch, then continue with --resume."
-                )
-        optimizer.zero_grad(set_to_none=True)
-        terms["total"].backward()
-        optimizer.step()
+        bad = next(((name, value) for name, value in values.items() if not math.isfinite(value)), None)
+        if runtime.any_rank(bad is not None):
+            name, value = bad if bad is not None else ("total", float("nan"))
+            where = "" if bad is not None or not runtime.distributed else " (on another process)"
+            raise NonFiniteLossError(
+                f"the loss term '{name}' became {value} at epoch {epoch}, iteration {iteration}{where}; "
+                "training stopped and the last good checkpoint was left as it was. Lower the learning "
+                "rate or check the data of this batch, then continue with --resume."
+            )
+        runtime.backward_step(terms["total"], optimizer)
 
         size = batch["image"].shape[0]
         seen += size
         for name, value in values.items():
             sums[name] += value * size
-        bar.set_postfix({k: f"{sums[k] / seen:.3g}" for k in _progress_terms(sums)})
-    bar.close()
+        progress.set_postfix({k: f"{sums[k] / seen:.3g}" for k in _progress_terms(sums)})
+    progress.close()
     return {name: total / max(seen, 1) for name, total in sums.items()}
 
 
 def _progress_terms(sums: dict[str, float]) -> list[str]:
     """The few terms worth showing on the progress bar."""
-    return [k for k in ("total", "mse", "ensemble_mse", "kl") if k in sums]
+    return [k for k in ("total", "mse", "ensemble_mse", "kl", "kd") if k in sums]
 
 
-@torch.no_grad()
-def predict(
-    model: nn.Module,
-    loader: DataLoader,
-    runtime: Runtime,
-    *,
-    flip: bool = True,
-    shift_heatmap: bool = True,
-    desc: str = "validate",
-) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def predict(predictor: Predictor, loader: DataLoader, *, desc: str = "validate") -> HeadPredictions:
     """Predictions in image pixels for every head (branches, ensemble), in dataset order: {head: (preds, maxvals)}."""
-    model.eval()
-    dataset: TopDownDataset = loader.dataset  # type: ignore[assignment]
-    codec = dataset.codec
-    flip_permutation = dataset.skeleton.flip_permutation()
-    count = len(dataset)
-    results: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for batch in tqdm(loader, desc=desc, disable=not runtime.is_main, leave=False):
-        images = batch["image"].to(runtime.device, non_blocking=True)
-        heads = model(images).heads()
-        if flip:
-            flipped_heads = model(images.flip(3)).heads()
-            heads = {
-                name: 0.5
-                * (heads[name] + codec.flip_back(flipped_heads[name], flip_permutation, shift_heatmap))
-                for name in heads
-            }
-        index = batch["meta"]["index"].numpy()
-        for name, heatmaps in heads.items():
-            preds, maxvals = codec.decode_to_image(heatmaps, batch["meta"]["center"], batch["meta"]["scale"])
+    count = len(loader.dataset)
+    results: HeadPredictions = {}
+    for batch in Progress(loader, len(loader), desc, enabled=predictor.runtime.is_main):
+        meta = batch["meta"]
+        index = meta["index"].numpy()
+        for name, (preds, maxvals) in predictor.predict_crops(
+            batch["image"], meta["center"], meta["scale"]
+        ).items():
             if name not in results:
-                joints = heatmaps.shape[1]
+                joints = preds.shape[1]
                 results[name] = (np.zeros((count, joints, 2)), np.zeros((count, joints, 1)))
             results[name][0][index] = preds
             results[name][1][index] = maxvals
@@ -148,18 +129,11 @@ def predict(
 
 
 def validate(
-    model: nn.Module,
-    loader: DataLoader,
-    runtime: Runtime,
-    *,
-    flip: bool = True,
-    shift_heatmap: bool = True,
-    output_dir: Path | None = None,
+    predictor: Predictor, loader: DataLoader, output_dir: Path | None = None
 ) -> dict[str, EvalResult]:
     """Predict and score every head with the dataset's own protocol (PCKh, COCO AP)."""
     dataset: TopDownDataset = loader.dataset  # type: ignore[assignment]
-    predictions = predict(model, loader, runtime, flip=flip, shift_heatmap=shift_heatmap)
-    return evaluate_heads(dataset, predictions, output_dir)
+    return evaluate_heads(dataset, predict(predictor, loader), output_dir)
 
 
 def evaluate_heads(
@@ -175,14 +149,18 @@ def evaluate_heads(
 
 
 def select_head(results: dict[str, EvalResult], mode: str) -> tuple[str, float]:
-    """The head used for model selection and its score: the best branch (released), the ensemble or branch0."""
+    """The head used for model selection and its score: the best branch (released), the ensemble or branch0.
+
+    ``best_branch`` takes the best of every head but the ensemble (in released mode: the official script's
+    three tensors); on a tie the first head in output order wins (``max`` over the released list).
+    """
     if mode == "ensemble" and "ensemble" in results:
         return "ensemble", results["ensemble"].metric
-    if mode == "branch0":
+    if mode == "branch0" and "branch0" in results:
         return "branch0", results["branch0"].metric
-    branches = {k: v.metric for k, v in results.items() if k.startswith("branch")}
-    best = max(branches, key=lambda k: (_finite(branches[k]), -int(k.removeprefix("branch"))))
-    return best, branches[best]
+    heads = [name for name in results if name != "ensemble"]
+    best = max(heads, key=lambda name: (_finite(results[name].metric), -heads.index(name)))
+    return best, results[best].metric
 
 
 def _finite(value: float) -> float:

@@ -3,17 +3,29 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
-from datasets.registry import build_dataset
+from datasets.codec import HeatmapCodec
+from datasets.registry import DATASETS, build_codec, build_dataset, skeleton_of
 from models.registry import build_model
 from utils.checkpoint import load_checkpoint, load_model_weights
-from utils.config import apply_override, config_from_dict, load_config
+from utils.config import ExperimentConfig, apply_override, config_from_dict, load_config
 from utils.engine import evaluate_heads, predict
 from utils.errors import ConfigError
-from utils.runtime import make_runtime
+from utils.model_checks import check_input_size, model_section_for
+from utils.predictor import Predictor
+from utils.run_folder import make_folder
+from utils.runtime import runtime_from_config
 from utils.training import make_loader
+
+PIPELINE_KEYS = (
+    "input_size",
+    "heatmap_size",
+    "sigma",
+    "color",
+)  # what a checkpoint's network was trained with
 
 
 def evaluate_checkpoint(
@@ -27,45 +39,97 @@ def evaluate_checkpoint(
 ) -> dict[str, Any]:
     """Print the table of every head and return them ({head: table}, or the table itself for one network).
 
-    The config comes from ``config_path`` or, without one, from the checkpoint itself. A ``deploy.pth`` carries
-    the model section of its extracted network, so any config of the same dataset evaluates it.
+    The config comes from ``config_path`` or, without one, from the checkpoint itself. A ``deploy.pth`` (or a
+    converted file) carries the model section of its network, so any config of the same dataset evaluates
+    it; the input pipeline (input and heatmap size, sigma, colour) is always the one the network was trained
+    with, and a config that says otherwise gets a warning naming the differences.
     """
     state = load_checkpoint(checkpoint)
-    if config_path is not None:
-        config = load_config(config_path, overrides or [])
-    elif "config" in state:
-        raw = dict(state["config"])
-        for item in overrides or []:
-            apply_override(raw, item)
-        config = config_from_dict(raw, source=f"config saved in {checkpoint}")
-    else:
-        raise ConfigError(f"{checkpoint} carries no config: pass --config")
+    config = _config(state, checkpoint, config_path, overrides or [])
+    data = _pipeline_of_checkpoint(state, config)
+    output_dir = output_dir or checkpoint.parent / f"eval_{checkpoint.stem}"
+    make_folder(output_dir, "--output-dir")
 
-    runtime = make_runtime(config.train.device, deterministic=False)
-    model_section = state["model_config"] if state.get("kind") == "deploy" else config.model
-    model = build_model(model_section).to(runtime.device)
+    skeleton = skeleton_of(data)
+    model_section = model_section_for(state.get("model_config") or config.model, skeleton.num_joints)
+    codec = build_codec(data)
+    check_input_size(model_section, codec)
+    runtime = runtime_from_config(config.runtime)
+    model = build_model(model_section)
     load_model_weights(model, state["model"], str(checkpoint))
 
-    dataset = build_dataset(config.data, split="valid", train=False, seed=config.seed)
+    dataset = build_dataset(data, split="valid", train=False, seed=config.seed, codec=codec)
     loader = make_loader(
-        dataset, config.test.batch_size, config.train.workers if workers is None else workers, runtime
+        dataset, config.test.batch_size, config.runtime.workers if workers is None else workers, runtime
     )
     use_flip = config.test.flip if flip is None else flip
-    predictions = predict(model, loader, runtime, flip=use_flip, shift_heatmap=config.test.shift_heatmap)
+    predictor = Predictor(
+        runtime.prepare(model),
+        codec,
+        skeleton,
+        runtime,
+        flip=use_flip,
+        shift_heatmap=config.test.shift_heatmap,
+        color=DATASETS.resolved(data)["color"],
+    )
+    predictions = predict(predictor, loader)
 
-    output_dir = output_dir or checkpoint.parent / f"eval_{checkpoint.stem}"
     tables = {}
     for head, result in evaluate_heads(dataset, predictions, output_dir).items():
         label = head if len(predictions) > 1 else f"{checkpoint.name} ({model_section['name']})"
         print(f"== {label} ({'flip test' if use_flip else 'no flip'}) ==")
         print(result.text)
         tables[head] = result.table
-    output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "tables.json").write_text(json.dumps(tables, indent=2))
     if vis > 0:
         from utils.vis import draw_predictions
 
-        head = "ensemble" if "ensemble" in predictions else "branch0"
+        head = "ensemble" if "ensemble" in predictions else next(iter(predictions))
         written = draw_predictions(dataset, predictions[head][0], output_dir / "vis", limit=vis)
         print(f"{len(written)} images with {head} predictions written to {output_dir / 'vis'}")
     return tables if len(tables) > 1 else next(iter(tables.values()))
+
+
+def _config(
+    state: dict[str, Any], checkpoint: Path, config_path: Path | None, overrides: list[str]
+) -> ExperimentConfig:
+    if config_path is not None:
+        return load_config(config_path, overrides)
+    if "config" not in state:
+        raise ConfigError(f"{checkpoint} carries no config: pass --config")
+    raw = dict(state["config"])
+    for item in overrides:
+        apply_override(raw, item)
+    return config_from_dict(raw, source=f"config saved in {checkpoint}")
+
+
+def _pipeline_of_checkpoint(state: dict[str, Any], config: ExperimentConfig) -> dict[str, Any]:
+    """The config's data section with the checkpoint's input pipeline (warning about every difference)."""
+    if "config" not in state:
+        return dict(config.data)
+    saved = state["config"]["data"]
+    if saved.get("name") != config.data["name"]:
+        return dict(
+            config.data
+        )  # another dataset (e.g. COCO-trained, evaluated on OCHuman): sizes still apply
+    trained = DATASETS.resolved(saved)
+    asked = DATASETS.resolved(config.data)
+    if "codec" in state:
+        trained.update(HeatmapCodec.from_dict(state["codec"]).to_dict())
+    data = dict(config.data)
+    differences = []
+    for key in PIPELINE_KEYS:
+        if _plain(trained[key]) != _plain(asked[key]):
+            differences.append(f"data.{key} {_plain(asked[key])} -> {_plain(trained[key])}")
+            data[key] = trained[key]
+    if differences:
+        print(
+            "warning: the config's input pipeline differs from the one this checkpoint was trained with; "
+            f"using the checkpoint's: {', '.join(differences)}",
+            file=sys.stderr,
+        )
+    return data
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple | list) else value

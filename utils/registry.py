@@ -21,6 +21,7 @@ class Registry:
     def __init__(self, kind: str, modules: Iterable[str] = ()) -> None:
         self.kind = kind
         self._builders: dict[str, Callable[..., Any]] = {}
+        self._meta: dict[str, dict[str, Any]] = {}
         self._modules = tuple(modules)
         self._loaded = False
 
@@ -31,14 +32,28 @@ class Registry:
             for module in self._modules:
                 importlib.import_module(module)
 
-    def register(self, name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def register(self, name: str, **meta: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """Decorator registering a builder under ``name``; ``meta`` holds facts about it (e.g. a skeleton)."""
+
         def decorator(builder: Callable[..., Any]) -> Callable[..., Any]:
             if name in self._builders:
                 raise ValueError(f"{self.kind} '{name}' registered twice")
             self._builders[name] = builder
+            self._meta[name] = dict(meta)
             return builder
 
         return decorator
+
+    def meta(self, name: str) -> dict[str, Any]:
+        """The facts registered with a builder."""
+        self.get(name)
+        return self._meta[name]
+
+    def resolved(self, section: Mapping[str, Any]) -> dict[str, Any]:
+        """A section's keys with the builder's defaults filled in (each default is written once: there)."""
+        values = {k: p.default for k, p in self.parameters(section["name"]).items()}
+        values.update({k: v for k, v in section.items() if k != "name"})
+        return values
 
     def names(self) -> list[str]:
         self._load()

@@ -1,7 +1,10 @@
 """A whole training run: build from the config, train, validate, log, checkpoint, resume, deploy.
 
 Outputs go to one folder: ``config.yaml``, ``log.jsonl``, ``last.pth``, ``best.pth``, ``deploy.pth`` (the best
-branch as a standalone network) and ``curves.png``. Scripts and the docs rely on these names.
+head as a standalone network) and ``curves.png``. Scripts and the docs rely on these names. A folder holds
+one run: a fresh run into a folder that holds one is refused (``--resume`` or ``--overwrite``), a second
+process training into the same folder is refused by a lock, and nothing is written before these checks and
+the build of every part have passed.
 """
 
 from __future__ import annotations
@@ -15,15 +18,22 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from datasets.registry import build_dataset
+from datasets.codec import HeatmapCodec
+from datasets.registry import DATASETS, build_codec, build_dataset, skeleton_of
+from losses.joints_mse import check_batch_keys
 from losses.registry import build_loss
+from models.distiller import Distiller, FrozenTeacher, epoch_range, load_teacher
+from models.output import PoseModel
 from models.registry import build_model
 from utils.checkpoint import load_checkpoint, load_model_weights, save_checkpoint
 from utils.config import ExperimentConfig, TrainConfig, save_config
 from utils.engine import EpochShuffleSampler, select_head, train_one_epoch, validate
 from utils.errors import CheckpointError
+from utils.model_checks import check_input_size, model_section_for
 from utils.plots import plot_curves
-from utils.runtime import Runtime, make_runtime, rng_state, seed_everything, set_rng_state
+from utils.predictor import Predictor
+from utils.run_folder import RunFolder
+from utils.runtime import Runtime, rng_state, runtime_from_config, seed_everything, set_rng_state
 
 CONFIG_FILE, LOG_FILE, LAST, BEST, DEPLOY, CURVES = (
     "config.yaml",
@@ -33,10 +43,15 @@ CONFIG_FILE, LOG_FILE, LAST, BEST, DEPLOY, CURVES = (
     "deploy.pth",
     "curves.png",
 )
+RUN_FILES = (CONFIG_FILE, LOG_FILE, LAST, BEST, DEPLOY, CURVES, "tensorboard")
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during training, with a message that says what was kept and how to continue."""
 
 
 def build_optimizer(model: nn.Module, train: TrainConfig) -> torch.optim.Optimizer:
-    """Adam (released recipe), AdamW or SGD with the config's learning rate and weight decay."""
+    """Adam (released recipe), AdamW or SGD over the trainable parameters (never a frozen teacher's)."""
     params = [p for p in model.parameters() if p.requires_grad]
     if train.optimizer == "adam":
         return torch.optim.Adam(
@@ -50,9 +65,14 @@ def build_optimizer(model: nn.Module, train: TrainConfig) -> torch.optim.Optimiz
 
 
 def make_loader(
-    dataset: Any, batch_size: int, workers: int, runtime: Runtime, sampler: Any = None
+    dataset: Any,
+    batch_size: int,
+    workers: int,
+    runtime: Runtime,
+    sampler: Any = None,
+    drop_last: bool = False,
 ) -> DataLoader:
-    """A DataLoader with the run's worker count; pinned memory on CUDA."""
+    """A DataLoader with the run's worker count (persistent workers); pinned memory on CUDA."""
     return DataLoader(
         dataset,
         batch_size=batch_size,
@@ -60,16 +80,33 @@ def make_loader(
         shuffle=False,
         num_workers=workers,
         pin_memory=runtime.device.type == "cuda",
-        drop_last=sampler is not None,
+        drop_last=drop_last,
         persistent_workers=workers > 0,
     )
 
 
-def deployable(model: nn.Module, head: str) -> tuple[nn.Module, dict[str, Any]]:
-    """The standalone network to deploy for a selected head, and the model section that rebuilds it."""
-    if head not in model.deployable_heads():
-        head = model.deployable_heads()[0]
-    return model.deploy(head)
+def deploy_head(model: PoseModel, selected: str, metrics: dict[str, float]) -> str:
+    """The head to deploy: the selected one, or (ensemble selection) the best-scoring deployable head."""
+    heads = model.deployable_heads()
+    if selected in heads:
+        return selected
+    scored = [h for h in heads if h in metrics]
+    return max(scored, key=lambda h: metrics[h]) if scored else heads[0]
+
+
+def build_teachers(config: ExperimentConfig, num_joints: int) -> dict[str, FrozenTeacher]:
+    """The frozen teachers of the ``teachers:`` section, with the epochs each one teaches."""
+    teachers = {}
+    for name, section in config.teachers.items():
+        model_section = None if section.model is None else model_section_for(section.model, num_joints)
+        network, digest = load_teacher(
+            name, section.checkpoint, model_section, lambda s: build_model(model_section_for(s, num_joints))
+        )
+        start, end = epoch_range(section.start, section.end, config.train.epochs)
+        teachers[name] = FrozenTeacher(
+            network, start, end, str(Path(section.checkpoint).expanduser()), digest
+        )
+    return teachers
 
 
 class TrainingRun:
@@ -77,40 +114,75 @@ class TrainingRun:
 
     def __init__(self, config: ExperimentConfig, output_dir: Path, *, workers: int | None = None) -> None:
         self.config = config
-        self.output_dir = Path(output_dir)
-        self.workers = config.train.workers if workers is None else workers
-        self.train_set = build_dataset(config.data, split="train", train=True, seed=config.seed)
-        self.val_set = build_dataset(config.data, split="valid", train=False, seed=config.seed)
-        self.runtime = make_runtime(config.train.device, config.train.deterministic)
+        self.folder = RunFolder(Path(output_dir), RUN_FILES)
+        self.output_dir = self.folder.path
+        self.workers = config.runtime.workers if workers is None else workers
+        self.runtime = runtime_from_config(config.runtime)
+        self.codec: HeatmapCodec = build_codec(config.data)
+        self.skeleton = skeleton_of(config.data)
+        self.model_section = model_section_for(config.model, self.skeleton.num_joints)
+        self.train_set = build_dataset(
+            config.data, split="train", train=True, seed=config.seed, codec=self.codec
+        )
+        self.val_set = build_dataset(
+            config.data, split="valid", train=False, seed=config.seed, codec=self.codec
+        )
+        check_input_size(self.model_section, self.codec)
         seed_everything(config.seed)
-        self.model = build_model(config.model).to(self.runtime.device)
+        self.network: PoseModel = build_model(self.model_section)
+        if config.train.init_from:
+            init = load_checkpoint(config.train.init_from)
+            load_model_weights(self.network, init["model"], f"train.init_from ({config.train.init_from})")
+        teachers = build_teachers(config, self.skeleton.num_joints)
+        self.trainee: PoseModel = Distiller(self.network, teachers) if teachers else self.network
+        self.model = self.runtime.prepare(self.trainee)
         self.loss_fn = build_loss(config.loss).to(self.runtime.device)
-        self.optimizer = build_optimizer(self.model, config.train)
+        check_batch_keys(self.loss_fn, self.train_set.batch_keys, config.loss["name"], config.data["name"])
+        self.optimizer = build_optimizer(self.trainee, config.train)
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(
             self.optimizer, milestones=config.train.lr_steps, gamma=config.train.lr_factor
         )
         self.sampler = EpochShuffleSampler(len(self.train_set), config.seed)
         self.train_loader = make_loader(
-            self.train_set, config.train.batch_size, self.workers, self.runtime, self.sampler
+            self.train_set,
+            config.train.batch_size,
+            self.workers,
+            self.runtime,
+            self.sampler,
+            drop_last=config.train.drop_last,
         )
         self.val_loader = make_loader(self.val_set, config.test.batch_size, self.workers, self.runtime)
+        self.predictor = Predictor(
+            self.model,
+            self.codec,
+            self.skeleton,
+            self.runtime,
+            flip=config.test.flip,
+            shift_heatmap=config.test.shift_heatmap,
+            color=DATASETS.resolved(config.data)["color"],
+        )
         self.start_epoch = 0
         self.best_metric = float("-inf")
         self.best_head = ""
         self.best_epoch = -1
+        self.best_metrics: dict[str, float] = {}
 
     # ---------------------------------------------------------------- state
     def state(self, epoch: int) -> dict[str, Any]:
-        """A training checkpoint after ``epoch`` (0-based) has finished."""
+        """A training checkpoint after ``epoch`` (0-based) has finished: the bare student, never a teacher."""
         return {
             "kind": "train",
             "epoch": epoch,
-            "model": self.model.state_dict(),
+            "model": self.network.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
+            "runtime": self.runtime.state_dict(),
             "best_metric": self.best_metric,
             "best_head": self.best_head,
             "best_epoch": self.best_epoch,
+            "best_metrics": self.best_metrics,
+            "teachers": self.trainee.teacher_records() if isinstance(self.trainee, Distiller) else {},
+            "codec": self.codec.to_dict(),
             "rng": rng_state(),
             "config": self.config.to_dict(),
         }
@@ -121,98 +193,142 @@ class TrainingRun:
         state = load_checkpoint(path)
         if state.get("kind") != "train":
             raise CheckpointError(f"{path} is not a training checkpoint and cannot be resumed")
-        load_model_weights(self.model, state["model"], str(path))
+        self.check_teachers(state.get("teachers", {}), path)
+        load_model_weights(self.network, state["model"], str(path))
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        self.runtime.load_state_dict(state.get("runtime", {}))
         set_rng_state(state["rng"])
         self.start_epoch = int(state["epoch"]) + 1
         self.best_metric = float(state["best_metric"])
         self.best_head = str(state["best_head"])
         self.best_epoch = int(state["best_epoch"])
-        _truncate_log(self.output_dir / LOG_FILE, self.start_epoch)
+        self.best_metrics = dict(state.get("best_metrics", {}))
+
+    def check_teachers(self, saved: dict[str, dict[str, str]], path: Path) -> None:
+        """Refuse to resume with a teacher file that changed since the run started (its sha256 differs)."""
+        if not isinstance(self.trainee, Distiller):
+            return
+        for name, teacher in self.trainee.teachers.items():
+            record = saved.get(name)
+            if record is None:
+                continue
+            if record["sha256"] != teacher.sha256:
+                raise CheckpointError(
+                    f"cannot resume {path}: teacher '{name}' ({teacher.path}) is not the file the run started "
+                    f"with (sha256 {teacher.sha256[:12]}... now, {record['sha256'][:12]}... then, when it was "
+                    f"{record['path']}). Restore the original teacher checkpoint, or start a new run with "
+                    "another --output-dir."
+                )
 
     # ---------------------------------------------------------------- loop
-    def fit(self, *, resume: bool = False, log=print) -> dict[str, Any]:
+    def fit(self, *, resume: bool = False, overwrite: bool = False, log=print) -> dict[str, Any]:
         """Train to the configured number of epochs; returns the last validation summary."""
         config, runtime = self.config, self.runtime
-        if runtime.is_main:
-            self.output_dir.mkdir(parents=True, exist_ok=True)
-            save_config(config, self.output_dir / CONFIG_FILE)
-        if resume:
-            self.resume()
-            log(f"resumed from {self.output_dir / LAST} at epoch {self.start_epoch}")
-        writer = _tensorboard(self.output_dir) if runtime.is_main else None
         summary: dict[str, Any] = {}
-        for epoch in range(self.start_epoch, config.train.epochs):
-            started = time.time()
-            self.sampler.set_epoch(epoch)
-            self.train_set.set_epoch(epoch)
-            lr = self.optimizer.param_groups[0]["lr"]
-            terms = train_one_epoch(
-                self.model,
-                self.loss_fn,
-                self.train_loader,
-                self.optimizer,
-                epoch,
-                runtime,
-                max_iters=config.train.iters_per_epoch,
-            )
-            self.scheduler.step()
-            record: dict[str, Any] = {"epoch": epoch, "lr": lr, "train": terms}
-            last_epoch = epoch == config.train.epochs - 1
-            if (epoch + 1) % config.train.val_every == 0 or last_epoch:
-                results = validate(
-                    self.model,
-                    self.val_loader,
-                    runtime,
-                    flip=config.test.flip,
-                    shift_heatmap=config.test.shift_heatmap,
-                )
-                head, metric = select_head(results, config.test.select)
-                record["val"] = {name: result.table for name, result in results.items()}
-                record["metric"] = {name: result.metric for name, result in results.items()}
-                record["selected"] = {"head": head, "metric": metric}
-                improved = metric > self.best_metric
-                if improved:
-                    self.best_metric, self.best_head, self.best_epoch = metric, head, epoch
-                summary = {"epoch": epoch, "results": results, "head": head, "metric": metric}
-                log(_epoch_line(epoch, terms, results, head, metric, self.best_metric, self.best_head))
-                if improved and runtime.is_main:
-                    save_checkpoint(self.state(epoch), self.output_dir / BEST)
-            record["seconds"] = round(time.time() - started, 2)
+        with self.folder.claim(resume=resume, overwrite=overwrite, main=runtime.is_main):
+            if resume:
+                self.resume()
+                _truncate_log(self.output_dir / LOG_FILE, self.start_epoch)
+                log(f"resumed from {self.output_dir / LAST} at epoch {self.start_epoch}")
             if runtime.is_main:
-                save_checkpoint(self.state(epoch), self.output_dir / LAST)
-                _append_log(self.output_dir / LOG_FILE, record)
+                save_config(config, self.output_dir / CONFIG_FILE)
+            writer = _tensorboard(self.output_dir) if runtime.is_main else None
+            active: list[str] | None = None
+            try:
+                for epoch in range(self.start_epoch, config.train.epochs):
+                    started = time.time()
+                    self.sampler.set_epoch(epoch)
+                    self.train_set.set_epoch(epoch)
+                    now_active = self.trainee.set_epoch(epoch)
+                    if isinstance(self.trainee, Distiller) and now_active != active:
+                        log(f"epoch {epoch}: teachers in use: {', '.join(now_active) or 'none'}")
+                    active = now_active
+                    lr = self.optimizer.param_groups[0]["lr"]
+                    terms = train_one_epoch(
+                        self.model,
+                        self.loss_fn,
+                        self.train_loader,
+                        self.optimizer,
+                        epoch,
+                        runtime,
+                        max_iters=config.train.iters_per_epoch,
+                    )
+                    self.scheduler.step()
+                    record: dict[str, Any] = {"epoch": epoch, "lr": lr, "train": terms}
+                    if active is not None and isinstance(self.trainee, Distiller):
+                        record["teachers"] = active
+                    last_epoch = epoch == config.train.epochs - 1
+                    if (epoch + 1) % config.train.val_every == 0 or last_epoch:
+                        summary = self._validate(epoch, terms, record, log)
+                    record["seconds"] = round(time.time() - started, 2)
+                    if runtime.is_main:
+                        save_checkpoint(self.state(epoch), self.output_dir / LAST)
+                        _append_log(self.output_dir / LOG_FILE, record)
+                        if writer is not None:
+                            _write_tensorboard(writer, record)
+            except KeyboardInterrupt:
+                raise Interrupted(self._interrupted_message()) from None
+            finally:
                 if writer is not None:
-                    _write_tensorboard(writer, record)
-        if runtime.is_main:
-            self.finish(log)
-        if writer is not None:
-            writer.close()
+                    writer.close()
+            if runtime.is_main:
+                self.finish(log)
         return summary
 
+    def _validate(self, epoch: int, terms: dict[str, float], record: dict[str, Any], log) -> dict[str, Any]:
+        """Validate every head, log it, select, and write ``best.pth`` on an improvement (a tie: the later epoch)."""
+        results = validate(self.predictor, self.val_loader)
+        head, metric = select_head(results, self.config.test.select)
+        record["val"] = {name: result.table for name, result in results.items()}
+        record["metric"] = {name: result.metric for name, result in results.items()}
+        record["selected"] = {"head": head, "metric": metric}
+        improved = metric >= self.best_metric
+        if improved:
+            self.best_metric, self.best_head, self.best_epoch = metric, head, epoch
+            self.best_metrics = dict(record["metric"])
+        log(_epoch_line(epoch, terms, results, head, metric, self.best_metric, self.best_head))
+        if improved and self.runtime.is_main:
+            save_checkpoint(self.state(epoch), self.output_dir / BEST)
+        return {"epoch": epoch, "results": results, "head": head, "metric": metric}
+
+    def _interrupted_message(self) -> str:
+        last = self.output_dir / LAST
+        if last.is_file():
+            epoch = load_checkpoint(last)["epoch"]
+            return (
+                f"interrupted: {last} holds the run after epoch {epoch} and is intact; continue with the same "
+                "command and --resume"
+            )
+        return (
+            f"interrupted before the first epoch finished: no checkpoint was written in {self.output_dir}; "
+            "start the run again with --overwrite (there is nothing to resume)"
+        )
+
     def finish(self, log=print) -> None:
-        """Extract the best branch of ``best.pth`` as ``deploy.pth`` and draw ``curves.png``."""
+        """Extract the best head of ``best.pth`` as ``deploy.pth`` and draw ``curves.png``."""
         best_path = self.output_dir / BEST
         if best_path.is_file():
             state = load_checkpoint(best_path)
-            load_model_weights(self.model, state["model"], str(best_path))
-            network, section = deployable(self.model, state["best_head"] or "branch0")
+            load_model_weights(self.network, state["model"], str(best_path))
+            head = deploy_head(self.network, state["best_head"], state.get("best_metrics", {}))
+            network, section = self.network.deploy(head)
             save_checkpoint(
                 {
                     "kind": "deploy",
                     "model": network.state_dict(),
                     "model_config": section,
-                    "source_head": state["best_head"],
+                    "source_head": head,
                     "epoch": state["epoch"],
-                    "metric": state["best_metric"],
+                    "metric": state.get("best_metrics", {}).get(head, state["best_metric"]),
+                    "codec": self.codec.to_dict(),
                     "config": self.config.to_dict(),
                 },
                 self.output_dir / DEPLOY,
             )
             log(
                 f"best: {state['best_head']} at epoch {state['epoch']} ({state['best_metric']:.3f}); "
-                f"deployable network saved to {self.output_dir / DEPLOY}"
+                f"deployable network ({head}) saved to {self.output_dir / DEPLOY}"
             )
         plot_curves(self.output_dir / LOG_FILE, self.output_dir / CURVES)
 

@@ -1,0 +1,138 @@
+"""One run per folder: refuse to mix two runs, lock against a second process, say what can be resumed.
+
+``RunFolder.claim`` runs every check before anything of the run is written: the folder is a writable
+directory; no other process is training into it (an exclusive ``flock`` on ``.lock``, released when the
+process ends, even by SIGKILL); a fresh run does not land on an existing one unless ``overwrite`` is asked
+(which removes only the run's own files); a resume has a checkpoint to resume. Stale temporary files of a
+save interrupted by a kill are removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from utils.errors import UserError
+
+LOCK = ".lock"
+
+
+class RunFolderError(UserError):
+    """The output folder cannot take this run (it holds another, is locked, is not writable)."""
+
+
+class RunFolder:
+    """The output folder of one training run and the names of the files a run writes there."""
+
+    def __init__(self, path: Path, run_files: Sequence[str], last: str = "last.pth") -> None:
+        self.path = Path(path)
+        self.run_files = tuple(run_files)
+        self.last = last
+
+    def existing_run_files(self) -> list[str]:
+        return [name for name in self.run_files if (self.path / name).exists()]
+
+    @contextlib.contextmanager
+    def claim(self, *, resume: bool, overwrite: bool, main: bool = True) -> Iterator[None]:
+        """Check, lock and prepare the folder for the run; the lock is held until the block ends."""
+        if not main:
+            yield
+            return
+        self._check_kind(resume)
+        make_folder(self.path, "--output-dir")
+        handle = self._lock()
+        try:
+            self._remove_stale_temporaries()
+            if resume:
+                self._check_resumable()
+            else:
+                self._check_fresh(overwrite)
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            handle.close()
+
+    def _check_kind(self, resume: bool) -> None:
+        if self.path.exists() and not self.path.is_dir():
+            raise RunFolderError(
+                f"the output folder {self.path} is a file, not a folder; pass another --output-dir"
+            )
+        if resume and not self.path.is_dir():
+            raise RunFolderError(
+                f"--resume: there is no run in {self.path} (the folder does not exist); start a fresh run "
+                "without --resume, or pass the --output-dir of the run to continue"
+            )
+
+    def _lock(self):
+        try:
+            handle = open(self.path / LOCK, "a+")  # noqa: SIM115 - held open for the run's duration
+        except OSError as error:
+            raise RunFolderError(
+                f"cannot write into the output folder {self.path} ({error.strerror}); make it writable or pass "
+                "another --output-dir"
+            ) from None
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            owner = handle.read().strip() or "unknown"
+            handle.close()
+            raise RunFolderError(
+                f"another training (process {owner}) is running in {self.path}; wait for it to end, or train "
+                "into another --output-dir"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        return handle
+
+    def _remove_stale_temporaries(self) -> None:
+        for stale in self.path.glob(".*.tmp"):
+            stale.unlink(missing_ok=True)
+
+    def _check_resumable(self) -> None:
+        if (self.path / self.last).is_file():
+            return
+        found = self.existing_run_files()
+        if found:
+            raise RunFolderError(
+                f"--resume: the run in {self.path} stopped before its first epoch finished, so it wrote no "
+                f"{self.last} (it has only {', '.join(found)}); there is nothing to resume: start it again "
+                "with --overwrite"
+            )
+        raise RunFolderError(
+            f"--resume: {self.path} holds no run ({self.last} not found); start a fresh run without --resume"
+        )
+
+    def _check_fresh(self, overwrite: bool) -> None:
+        found = self.existing_run_files()
+        if not found:
+            return
+        if not overwrite:
+            raise RunFolderError(
+                f"{self.path} already holds a run ({', '.join(found)}); continue it with --resume, train into "
+                "another --output-dir, or start over with --overwrite (which deletes that run's files)"
+            )
+        for name in found:
+            target = self.path / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            else:
+                target.unlink()
+
+
+def make_folder(path: Path, option: str) -> None:
+    """Create an output folder; a path through a file or a read-only place is a one-paragraph error."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise RunFolderError(
+            f"cannot create the output folder {path} ({error.strerror or error}); pass another {option}"
+        ) from None
+    if not os.access(path, os.W_OK):
+        raise RunFolderError(f"the output folder {path} is not writable; pass another {option}")
