@@ -25,6 +25,13 @@ def check_positive(model: str, **values: int) -> None:
             raise ConfigError(f"model.{key}: {model} needs a positive integer, got {value!r}")
 
 
+def check_bool(model: str, **values: bool) -> None:
+    """Raise ConfigError naming the first config value that is not true or false."""
+    for key, value in values.items():
+        if not isinstance(value, bool):
+            raise ConfigError(f"model.{key}: {model} needs true or false, got {value!r}")
+
+
 class Bottleneck(nn.Module):
     """Pre-activation residual unit BN-ReLU-conv1x1 -> BN-ReLU-conv3x3 -> BN-ReLU-conv1x1 (2x width) + shortcut."""
 
@@ -150,13 +157,19 @@ class StackPath(nn.Module):
 
     def forward(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
         """Return (the feature stream after the path, every stack's heatmap in order)."""
-        heatmaps = []
+        x, heatmaps, _ = self.run(x)
+        return x, heatmaps
+
+    def run(self, x: Tensor) -> tuple[Tensor, list[Tensor], Tensor | None]:
+        """Return the stream after the path, every stack's heatmap, and the last stack's feature (a mask
+        head reads it; None for an empty path)."""
+        heatmaps, feature = [], None
         for index, stack in enumerate(self.stacks):
             feature, heatmap = stack(x)
             heatmaps.append(heatmap)
             if index < len(self.reinjects):
                 x = self.reinjects[index](x, feature, heatmap)
-        return x, heatmaps
+        return x, heatmaps, feature
 
 
 @MODELS.register("hourglass")
@@ -164,6 +177,8 @@ class HourglassNet(PoseModel):
     """Stacked hourglass network: stem + ``num_stacks`` stacks, every stack's heatmap supervised.
 
     Registered as model ``hourglass``: the keyword arguments are the ``model:`` config keys.
+    ``mask_head: true`` adds ``mask_layer``, a conv1x1 on the last stack's feature -> one person-mask logit
+    map (``PoseOutput.mask``), a training-only head that ``deploy`` drops.
     """
 
     def __init__(
@@ -174,6 +189,7 @@ class HourglassNet(PoseModel):
         num_features: int = 256,
         num_blocks: int = 1,
         depth: int = 4,
+        mask_head: bool = False,
     ) -> None:
         super().__init__()
         widths = {
@@ -184,17 +200,30 @@ class HourglassNet(PoseModel):
         }
         self.config = {"num_stacks": num_stacks, **widths}
         check_positive("hourglass", **self.config)
+        check_bool("hourglass", mask_head=mask_head)
         self.stem = Stem(num_features)
         self.path = StackPath(num_stacks, reinject_last=False, **widths)
+        self.mask_layer = nn.Conv2d(num_features, 1, kernel_size=1) if mask_head else None
 
     def forward(self, images: Tensor) -> PoseOutput:
-        _, heatmaps = self.path(self.stem(images))
-        return PoseOutput(stacks=heatmaps, branches=[heatmaps[-1]])
+        _, heatmaps, feature = self.path.run(self.stem(images))
+        mask = self.mask_layer(feature) if self.mask_layer is not None else None
+        return PoseOutput(stacks=heatmaps, branches=[heatmaps[-1]], mask=mask)
 
     def parts(self) -> dict[str, nn.Module]:
         """Named parts for per-part parameter / MAC tables."""
-        return {"stem": self.stem, "stacks": self.path}
+        parts = {"stem": self.stem, "stacks": self.path}
+        if self.mask_layer is not None:
+            parts["mask_layer"] = self.mask_layer
+        return parts
 
     def config_section(self) -> dict[str, Any]:
-        """The ``model:`` config section that rebuilds this network with ``build_model``."""
+        """The ``model:`` config section that rebuilds this network (``mask_head`` only when on, so the
+        section of a plain network stays what it always was)."""
+        mask = {"mask_head": True} if self.mask_layer is not None else {}
+        return {"name": "hourglass", **self.config, **mask}
+
+    def deploy_section(self, head: str = "branch0") -> dict[str, Any]:
+        """The same network without the training-only mask head."""
+        self.check_head(head)
         return {"name": "hourglass", **self.config}

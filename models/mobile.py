@@ -15,7 +15,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from models.fau import build_fau
-from models.hourglass import check_positive
+from models.hourglass import check_bool, check_positive
 from models.okdhp import transplant
 from models.output import PoseModel, PoseOutput, build_like
 from models.registry import MODELS
@@ -73,33 +73,60 @@ class DeconvDecoder(nn.Sequential):
         layers.append(nn.Conv2d(channels, num_joints, kernel_size=1))
         super().__init__(*layers)
 
+    def feature(self, x: Tensor) -> Tensor:
+        """The last deconv block's output, i.e. the input of the joint conv (a mask head reads it)."""
+        for layer in list(self)[:-1]:
+            x = layer(x)
+        return x
+
 
 @MODELS.register("mobile")
 class MobilePoseNet(PoseModel):
     """Single-decoder baseline: encoder -> deconv decoder -> heatmaps at stride 4.
 
     Registered as model ``mobile``: the keyword arguments are the ``model:`` config keys.
+    ``mask_head: true`` adds ``mask_layer``, a conv1x1 on the decoder's last feature (the input of its joint
+    conv) -> one person-mask logit map (``PoseOutput.mask``), a training-only head that ``deploy`` drops.
     """
 
     def __init__(
-        self, *, num_joints: int = 16, backbone: str = "resnet18", deconv_channels: int = 256
+        self,
+        *,
+        num_joints: int = 16,
+        backbone: str = "resnet18",
+        deconv_channels: int = 256,
+        mask_head: bool = False,
     ) -> None:
         super().__init__()
         check_positive("mobile", num_joints=num_joints, deconv_channels=deconv_channels)
+        check_bool("mobile", mask_head=mask_head)
         self.config = {"num_joints": num_joints, "backbone": backbone, "deconv_channels": deconv_channels}
         self.encoder, channels = build_encoder(backbone)
         self.decoder = DeconvDecoder(channels, num_joints, deconv_channels)
+        self.mask_layer = nn.Conv2d(deconv_channels, 1, kernel_size=1) if mask_head else None
 
     def forward(self, images: Tensor) -> PoseOutput:
-        heatmap = self.decoder(self.encoder(images))
-        return PoseOutput(stacks=[heatmap], branches=[heatmap])
+        feature = self.decoder.feature(self.encoder(images))
+        heatmap = self.decoder[-1](feature)
+        mask = self.mask_layer(feature) if self.mask_layer is not None else None
+        return PoseOutput(stacks=[heatmap], branches=[heatmap], mask=mask)
 
     def parts(self) -> dict[str, nn.Module]:
         """Named parts for per-part parameter / MAC tables."""
-        return {"encoder": self.encoder, "decoder": self.decoder}
+        parts = {"encoder": self.encoder, "decoder": self.decoder}
+        if self.mask_layer is not None:
+            parts["mask_layer"] = self.mask_layer
+        return parts
 
     def config_section(self) -> dict[str, Any]:
-        """The ``model:`` config section that rebuilds this network with ``build_model``."""
+        """The ``model:`` config section that rebuilds this network (``mask_head`` only when on, so the
+        section of a plain network stays what it always was)."""
+        mask = {"mask_head": True} if self.mask_layer is not None else {}
+        return {"name": "mobile", **self.config, **mask}
+
+    def deploy_section(self, head: str = "branch0") -> dict[str, Any]:
+        """The same network without the training-only mask head."""
+        self.check_head(head)
         return {"name": "mobile", **self.config}
 
 

@@ -9,7 +9,7 @@ from torch import nn
 
 from utils.registry import Registry
 
-MODELS = Registry("model", modules=("models.hourglass", "models.okdhp", "models.mobile"))
+MODELS = Registry("model", modules=("models.hourglass", "models.okdhp", "models.mobile", "models.hrnet"))
 
 
 def build_model(section: Mapping[str, Any]) -> nn.Module:
