@@ -41,7 +41,7 @@ class PoseLoss(nn.Module):
     """Base of every loss: ``forward(output, batch, epoch)``; ``batch_keys`` names what it reads of the batch."""
 
     batch_keys: tuple[str, ...] = ("target", "target_weight")
-    teacher_names: tuple[str, ...] = ()  # teachers it needs in PoseOutput.teachers (distillation losses)
+    teacher_keys: tuple[str, ...] = ()  # config keys that name the teachers it learns from (distillation)
 
     def forward(self, output: PoseOutput, batch: dict[str, Any], epoch: int = 0) -> dict[str, Tensor]:
         raise NotImplementedError

@@ -9,7 +9,7 @@ from torch import nn
 
 from utils.registry import Registry
 
-LOSSES = Registry("loss", modules=("losses.joints_mse", "losses.okdhp"))
+LOSSES = Registry("loss", modules=("losses.joints_mse", "losses.okdhp", "losses.fpd"))
 
 
 def build_loss(section: Mapping[str, Any]) -> nn.Module:

@@ -210,6 +210,10 @@ class HourglassNet(PoseModel):
         mask = self.mask_layer(feature) if self.mask_layer is not None else None
         return PoseOutput(stacks=heatmaps, branches=[heatmaps[-1]], mask=mask)
 
+    def input_multiple(self) -> int:
+        """Inputs must be multiples of 4: the stem's stride (the hourglass pools and upsamples to the sizes it meets)."""
+        return 4
+
     def parts(self) -> dict[str, nn.Module]:
         """Named parts for per-part parameter / MAC tables."""
         parts = {"stem": self.stem, "stacks": self.path}

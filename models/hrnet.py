@@ -240,6 +240,10 @@ class HRNet(PoseModel):
         mask = self.mask_layer(highest) if self.mask_layer is not None else None
         return PoseOutput(stacks=[heatmap], branches=[heatmap], mask=mask)
 
+    def input_multiple(self) -> int:
+        """Inputs must be multiples of 4: the stem's stride (the fuse layers upsample to the sizes they meet)."""
+        return 4
+
     def parts(self) -> dict[str, nn.Module]:
         """Named parts for per-part tables; stage k (k >= 2) includes the transition that feeds it."""
         parts: dict[str, nn.Module] = {

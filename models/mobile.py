@@ -111,6 +111,10 @@ class MobilePoseNet(PoseModel):
         mask = self.mask_layer(feature) if self.mask_layer is not None else None
         return PoseOutput(stacks=[heatmap], branches=[heatmap], mask=mask)
 
+    def input_multiple(self) -> int:
+        """Inputs must be multiples of 32: the encoder's stride, undone exactly by three stride-2 deconvolutions."""
+        return 32
+
     def parts(self) -> dict[str, nn.Module]:
         """Named parts for per-part parameter / MAC tables."""
         parts = {"encoder": self.encoder, "decoder": self.decoder}
@@ -176,6 +180,10 @@ class OKDHPMobile(PoseModel):
         feature = self.encoder(images)
         heatmaps = [decoder(feature) for decoder in self.decoders]
         return PoseOutput(stacks=heatmaps, branches=list(heatmaps), ensemble=self.fau(feature, heatmaps))
+
+    def input_multiple(self) -> int:
+        """Inputs must be multiples of 32: the encoder's stride, undone exactly by three stride-2 deconvolutions."""
+        return 32
 
     def parts(self) -> dict[str, nn.Module]:
         """Named parts for per-part parameter / MAC tables."""

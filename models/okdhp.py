@@ -132,6 +132,10 @@ class OKDHPHourglass(PoseModel):
             stacks=stacks, branches=finals, ensemble=self.fau(stem_feature, mixed), named_heads=named
         )
 
+    def input_multiple(self) -> int:
+        """Inputs must be multiples of 4: the stem's stride, as for the stacked hourglass."""
+        return 4
+
     def parts(self) -> dict[str, nn.Module]:
         """Named parts for per-part parameter / MAC tables."""
         parts: dict[str, nn.Module] = {"stem": self.stem, "shared_stacks": self.shared}

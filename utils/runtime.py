@@ -43,9 +43,7 @@ class Runtime:
         """Only the main process logs, draws progress bars and writes checkpoints."""
         return self.rank == 0
 
-    @property
-    def distributed(self) -> bool:
-        return self.world_size > 1
+    distributed: bool = False  # a process group is initialised (torchrun): DDP, sharded data, collectives
 
     @property
     def autocast_dtype(self) -> torch.dtype | None:
@@ -149,6 +147,7 @@ def make_runtime(
 ) -> Runtime:
     """Pick the device ('auto' prefers CUDA and warns when falling back to the CPU) and the execution modes."""
     rank, world, local_rank = process_group_info()
+    distributed = dist.is_available() and dist.is_initialized()
     chosen = choose_device(device, local_rank)
     set_deterministic(deterministic)
     resolved = resolve_precision(precision, chosen)
@@ -159,6 +158,7 @@ def make_runtime(
         device=chosen,
         rank=rank,
         world_size=world,
+        distributed=distributed,
         precision=resolved,
         channels_last=channels_last,
         compile=compile,

@@ -21,14 +21,14 @@ from torch.utils.data import DataLoader
 from datasets.codec import HeatmapCodec
 from datasets.registry import DATASETS, build_codec, build_dataset, skeleton_of
 from losses.joints_mse import check_batch_keys
-from losses.registry import build_loss
+from losses.registry import LOSSES, build_loss
 from models.distiller import Distiller, FrozenTeacher, epoch_range, load_teacher
 from models.output import PoseModel
 from models.registry import build_model
 from utils.checkpoint import load_checkpoint, load_model_weights, save_checkpoint
 from utils.config import ExperimentConfig, TrainConfig, save_config
 from utils.engine import EpochShuffleSampler, select_head, train_one_epoch, validate
-from utils.errors import CheckpointError
+from utils.errors import CheckpointError, ConfigError
 from utils.model_checks import check_input_size, model_section_for
 from utils.plots import plot_curves
 from utils.predictor import Predictor
@@ -94,19 +94,43 @@ def deploy_head(model: PoseModel, selected: str, metrics: dict[str, float]) -> s
     return max(scored, key=lambda h: metrics[h]) if scored else heads[0]
 
 
-def build_teachers(config: ExperimentConfig, num_joints: int) -> dict[str, FrozenTeacher]:
-    """The frozen teachers of the ``teachers:`` section, with the epochs each one teaches."""
+def build_teachers(
+    config: ExperimentConfig, num_joints: int, codec: HeatmapCodec
+) -> dict[str, FrozenTeacher]:
+    """The frozen teachers of the ``teachers:`` section, with the epochs each one teaches.
+
+    Each teacher must give heatmaps of the student's joints and size for the run's input (checked on the
+    meta device before its weights are read).
+    """
+
+    def build(section):
+        section = model_section_for(section, num_joints)
+        check_input_size(section, codec)
+        return build_model(section)
+
     teachers = {}
     for name, section in config.teachers.items():
         model_section = None if section.model is None else model_section_for(section.model, num_joints)
-        network, digest = load_teacher(
-            name, section.checkpoint, model_section, lambda s: build_model(model_section_for(s, num_joints))
-        )
+        network, digest = load_teacher(name, section.checkpoint, model_section, build)
         start, end = epoch_range(section.start, section.end, config.train.epochs)
         teachers[name] = FrozenTeacher(
             network, start, end, str(Path(section.checkpoint).expanduser()), digest
         )
     return teachers
+
+
+def check_loss_teachers(config: ExperimentConfig) -> None:
+    """Refuse a distillation loss whose teachers the config does not define (before any file is read)."""
+    keys = getattr(LOSSES.get(config.loss["name"]), "teacher_keys", ())
+    values = LOSSES.resolved(config.loss)
+    names = [values[key] for key in keys if values[key]]
+    missing = [name for name in names if name not in config.teachers]
+    if missing:
+        raise ConfigError(
+            f"loss '{config.loss['name']}' learns from the teacher(s) {', '.join(missing)}, which the config's "
+            f"teachers: section does not define (it has: {', '.join(config.teachers) or 'none'}); add e.g. "
+            f"teachers: {{{missing[0]}: {{checkpoint: path/to/teacher/deploy.pth}}}}"
+        )
 
 
 class TrainingRun:
@@ -133,7 +157,8 @@ class TrainingRun:
         if config.train.init_from:
             init = load_checkpoint(config.train.init_from)
             load_model_weights(self.network, init["model"], f"train.init_from ({config.train.init_from})")
-        teachers = build_teachers(config, self.skeleton.num_joints)
+        check_loss_teachers(config)
+        teachers = build_teachers(config, self.skeleton.num_joints, self.codec)
         self.trainee: PoseModel = Distiller(self.network, teachers) if teachers else self.network
         self.model = self.runtime.prepare(self.trainee)
         self.loss_fn = build_loss(config.loss).to(self.runtime.device)

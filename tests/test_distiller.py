@@ -1,0 +1,166 @@
+"""Frozen teachers (models/distiller.py) in a real toy distillation run, and the FPD loss against float64."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from datasets.synthetic import make_synthetic_mpii
+from losses.fpd import FPDLoss
+from models.output import PoseOutput
+from models.registry import build_model
+from utils.checkpoint import load_checkpoint, save_checkpoint
+from utils.config import load_config
+from utils.errors import CheckpointError, ConfigError
+from utils.training import TrainingRun
+
+TEACHER = {"name": "hourglass", "num_stacks": 2, "num_features": 16, "depth": 2}
+STUDENT = {"name": "hourglass", "num_stacks": 1, "num_features": 8, "depth": 2}
+
+
+@pytest.fixture(scope="module")
+def tiny_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_synthetic_mpii(
+        tmp_path_factory.mktemp("distil_mpii"), num_train=16, num_valid=8, image_size=64
+    )
+
+
+def write_teacher(path: Path) -> Path:
+    """A teacher checkpoint as this project writes deploy.pth: the network and its model section."""
+    torch.manual_seed(7)
+    teacher = build_model({**TEACHER, "num_joints": 16})
+    save_checkpoint({"kind": "deploy", "model": teacher.state_dict(), "model_config": TEACHER}, path)
+    return path
+
+
+def write_config(folder: Path, root: Path, teacher: Path, end: float = 0.5) -> Path:
+    config = {
+        "experiment": "tiny_fpd",
+        "seed": 1,
+        "model": STUDENT,
+        "data": {
+            "name": "mpii",
+            "root": str(root),
+            "input_size": [64, 64],
+            "heatmap_size": [16, 16],
+            "sigma": 1.0,
+        },
+        "loss": {"name": "fpd", "alpha": 0.5},
+        "teachers": {"teacher": {"checkpoint": str(teacher), "end": end}},
+        "train": {"epochs": 2, "batch_size": 4, "lr": 1e-3, "lr_steps": [5]},
+        "runtime": {"workers": 0, "deterministic": True, "device": "cpu"},
+        "test": {"batch_size": 8},
+    }
+    path = folder / "tiny_fpd.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+class CountCalls:
+    """Forward pre-hook counting the teacher's forward passes per epoch."""
+
+    def __init__(self) -> None:
+        self.calls: dict[int, int] = {}
+        self.epoch = 0
+
+    def __call__(self, module, inputs) -> None:
+        self.calls[self.epoch] = self.calls.get(self.epoch, 0) + 1
+
+
+def test_toy_distillation_keeps_teachers_frozen_and_out_of_checkpoints(
+    tiny_root: Path, tmp_path: Path
+) -> None:
+    teacher_file = write_teacher(tmp_path / "teacher.pth")
+    config = load_config(write_config(tmp_path, tiny_root, teacher_file, end=0.5))
+    run = TrainingRun(config, tmp_path / "run")
+    teacher = run.trainee.teachers["teacher"].network
+    before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    counter = CountCalls()
+    teacher.register_forward_pre_hook(counter)
+    original_set_epoch = run.trainee.set_epoch
+
+    def set_epoch(epoch: int) -> list[str]:
+        counter.epoch = epoch
+        return original_set_epoch(epoch)
+
+    run.trainee.set_epoch = set_epoch
+    run.fit(log=lambda _: None)
+
+    # Bit-identical teacher (parameters and BN running statistics), in eval mode, not in the optimizer.
+    for key, value in teacher.state_dict().items():
+        assert torch.equal(value, before[key]), key
+    assert not teacher.training
+    optimised = {id(p) for group in run.optimizer.param_groups for p in group["params"]}
+    assert not optimised & {id(p) for p in teacher.parameters()}
+    assert optimised == {id(p) for p in run.network.parameters()}
+    # The teacher ran in epoch 0 only (end = 0.5 of 2 epochs): 4 iterations, never in epoch 1 or validation.
+    assert counter.calls == {0: 4}
+    # Checkpoints hold the student only, plus the teacher's path and hash.
+    student_keys = set(build_model({**STUDENT, "num_joints": 16}).state_dict())
+    for name in ("last.pth", "best.pth"):
+        state = load_checkpoint(tmp_path / "run" / name)
+        assert set(state["model"]) == student_keys
+        assert set(state["teachers"]) == {"teacher"}
+        assert len(state["teachers"]["teacher"]["sha256"]) == 64
+    deploy = load_checkpoint(tmp_path / "run" / "deploy.pth")
+    assert set(deploy["model"]) == student_keys and deploy["model_config"]["num_stacks"] == 1
+    log = [yaml.safe_load(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert log[0]["teachers"] == ["teacher"] and log[1]["teachers"] == []
+    assert log[0]["train"]["kd"] > 0 and log[1]["train"]["kd"] == 0
+
+
+def test_resume_refuses_a_changed_teacher_file(tiny_root: Path, tmp_path: Path) -> None:
+    teacher_file = write_teacher(tmp_path / "teacher.pth")
+    config = load_config(write_config(tmp_path, tiny_root, teacher_file, end=1.0))
+    config.train.epochs = 1
+    TrainingRun(config, tmp_path / "run").fit(log=lambda _: None)
+    state = load_checkpoint(teacher_file)
+    state["model"]["stem.0.weight"] += 1.0
+    save_checkpoint(state, teacher_file)
+    config.train.epochs = 2
+    with pytest.raises(CheckpointError, match=r"teacher 'teacher' .* is not the file the run started with"):
+        TrainingRun(config, tmp_path / "run").fit(resume=True, log=lambda _: None)
+
+
+def test_a_loss_whose_teacher_is_not_configured_is_refused(tiny_root: Path, tmp_path: Path) -> None:
+    config = load_config(write_config(tmp_path, tiny_root, tmp_path / "absent.pth"))
+    config.teachers = {}
+    with pytest.raises(ConfigError, match="learns from the teacher"):
+        TrainingRun(config, tmp_path / "run")
+    config = load_config(write_config(tmp_path, tiny_root, tmp_path / "absent.pth"))
+    with pytest.raises(CheckpointError, match=r"teachers.teacher.checkpoint: file not found"):
+        TrainingRun(config, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def reference_joints_mse(output: np.ndarray, target: np.ndarray, weight: np.ndarray) -> float:
+    """HRNet's JointsMSELoss in float64, joint by joint."""
+    per_joint = []
+    for j in range(output.shape[1]):
+        w = weight[:, j].reshape(-1, 1, 1)
+        per_joint.append(0.5 * np.mean((output[:, j] * w - target[:, j] * w) ** 2))
+    return float(np.mean(per_joint))
+
+
+def test_fpd_loss_equals_a_float64_computation() -> None:
+    generator = torch.Generator().manual_seed(0)
+    stacks = [torch.rand(2, 3, 5, 4, generator=generator, dtype=torch.float64) for _ in range(3)]
+    target = torch.rand(2, 3, 5, 4, generator=generator, dtype=torch.float64)
+    teacher_final = torch.rand(2, 3, 5, 4, generator=generator, dtype=torch.float64)
+    weight = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 1.0]], dtype=torch.float64)[
+        ..., None
+    ]  # zero-weight joints
+    teacher = PoseOutput(stacks=[teacher_final * 3, teacher_final], branches=[teacher_final])
+    output = PoseOutput(stacks=stacks, branches=[stacks[-1]], teachers={"teacher": teacher})
+    terms = FPDLoss(alpha=0.3)(output, {"target": target, "target_weight": weight})
+    arrays = [s.numpy() for s in stacks]
+    gt = sum(reference_joints_mse(a, target.numpy(), weight.numpy()) for a in arrays)
+    kd = sum(reference_joints_mse(a, teacher_final.numpy(), weight.numpy()) for a in arrays)
+    assert terms["mse"].item() == pytest.approx(gt, rel=1e-12)
+    assert terms["kd"].item() == pytest.approx(kd, rel=1e-12)
+    assert terms["total"].item() == pytest.approx(0.7 * gt + 0.3 * kd, rel=1e-12)
+    assert set(terms) >= {"kd/stack0", "kd/stack1", "kd/stack2", "mse/stack2"}
