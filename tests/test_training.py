@@ -140,10 +140,13 @@ def test_deploy_checkpoint_is_the_best_branch_and_matches_its_score(tiny_root: P
 
 
 @pytest.mark.slow
-def test_sigkill_mid_training_then_resume(tiny_root: Path, tmp_path: Path) -> None:
+def test_sigkill_mid_training_then_resume_with_workers(tiny_root: Path, tmp_path: Path) -> None:
     config_path = write_config(tmp_path, tiny_root, epochs=4)
     out = tmp_path / "run"
-    command = [sys.executable, "train_mpii.py", "--config", str(config_path), "--output-dir", str(out)]
+    command = [
+        sys.executable, "train_mpii.py", "--config", str(config_path), "--output-dir", str(out),
+        "--set", "runtime.workers=2",
+    ]  # fmt: skip
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while not (out / "last.pth").is_file() and time.time() < deadline and process.poll() is None:
@@ -157,6 +160,11 @@ def test_sigkill_mid_training_then_resume(tiny_root: Path, tmp_path: Path) -> No
     assert result.returncode == 0, result.stderr
     assert f"resumed from {out / 'last.pth'} at epoch {killed_at + 1}" in result.stdout
     assert [r["epoch"] for r in read_log(out / "log.jsonl")] == [0, 1, 2, 3]
+    # ... and ends with the weights of an uninterrupted run (in-process, without workers).
+    TrainingRun(load_config(config_path), tmp_path / "straight", workers=0).fit(log=lambda _: None)
+    straight = load_checkpoint(tmp_path / "straight" / "last.pth")["model"]
+    resumed = load_checkpoint(out / "last.pth")["model"]
+    assert all(torch.equal(value, resumed[key]) for key, value in straight.items())
 
 
 def test_user_errors_are_one_paragraph(tiny_root: Path, tmp_path: Path) -> None:
