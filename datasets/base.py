@@ -16,9 +16,7 @@ from datasets.keypoints import Skeleton
 from datasets.transforms import (
     affine_points,
     check_color,
-    compose,
-    get_affine_transform,
-    horizontal_flip_matrix,
+    crop_matrix,
     normalize_image,
     read_image,
     sample_augmentation,
@@ -38,6 +36,16 @@ class PersonRecord:
     extra: dict[str, Any] = field(default_factory=dict)  # dataset meta: numbers and arrays only
 
 
+@dataclass(frozen=True)
+class Augmentation:
+    """One sample's crop: box centre (raw image frame) and scale after half-body and scale draws, rotation, flip."""
+
+    center: np.ndarray  # (2,) in the unflipped image; a flip mirrors it as HRNet does (x -> width - 1 - x)
+    scale: np.ndarray  # (2,) box size / 200, the scale multiplier applied
+    rotation: float  # degrees
+    flipped: bool
+
+
 @dataclass
 class EvalResult:
     """What a dataset's evaluation returns: the table, its headline number (higher is better) and its text."""
@@ -55,6 +63,11 @@ class TopDownDataset(Dataset, abc.ABC):
     copy of the dataset: with persistent workers a ``set_epoch`` call in the main process never reaches it.
     So the augmentation of a sample is the same whatever the number of workers, their persistence or the
     number of processes, and after a resume. A plain integer index uses the epoch of ``set_epoch``.
+
+    The sample geometry is HRNet's: the image is flipped first (centre and joints mirrored with it), then the
+    box is cropped with scale and rotation; here both happen in one warp of the raw image (``crop_matrix``).
+    ``force_flip`` (True or False; None draws as usual) pins the training flip, e.g. for tests, without
+    changing the other draws.
     """
 
     def __init__(
@@ -83,6 +96,7 @@ class TopDownDataset(Dataset, abc.ABC):
         self.color = color
         self.seed = seed
         self.epoch = 0
+        self.force_flip: bool | None = None
         self._flip_permutation = skeleton.flip_permutation()
         check_color(color)
 
@@ -103,48 +117,63 @@ class TopDownDataset(Dataset, abc.ABC):
         return record.center.astype(np.float64), record.scale.astype(np.float64)
 
     def extra_targets(self, record: PersonRecord, matrix: np.ndarray, flipped: bool) -> dict[str, Any]:
-        """Additional per-sample targets (e.g. a person mask) computed with the same crop matrix."""
+        """Additional per-sample targets (e.g. a person mask) warped with the sample's raw-image->crop matrix.
+
+        ``matrix`` already holds the flip (HRNet's flip-then-crop composed into one map), so anything in the
+        raw image frame warped with it lines up with the crop; ``flipped`` says whether left/right swapped.
+        """
         return {}
 
     @abc.abstractmethod
     def evaluate(self, preds: np.ndarray, maxvals: np.ndarray, output_dir: Path | None = None) -> EvalResult:
         """Score predictions (N, J, 2) in image pixels, in record order, with the dataset's protocol."""
 
+    def draw_augmentation(self, index: int, epoch: int) -> Augmentation:
+        """The crop of sample ``index`` in ``epoch``: drawn from ``(seed, epoch, index)`` when training, else the box."""
+        record = self.records[index]
+        if not self.train:
+            return Augmentation(record.center.astype(np.float64), record.scale.astype(np.float64), 0.0, False)
+        rng = np.random.default_rng([self.seed, epoch, index])
+        center, scale = self.adjust_box(record, rng)
+        scale_multiplier, rotation, flipped = sample_augmentation(
+            rng,
+            scale_factor=self.scale_factor,
+            rotation_factor=self.rotation_factor,
+            rotation_prob=self.rotation_prob,
+            flip_prob=self.flip_prob,
+        )
+        if self.force_flip is not None:
+            flipped = bool(self.force_flip)
+        return Augmentation(np.asarray(center, np.float64), scale * scale_multiplier, rotation, flipped)
+
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
         index, epoch = (int(key[0]), int(key[1])) if isinstance(key, tuple) else (int(key), self.epoch)
         record = self.records[index]
-        center = record.center.astype(np.float64)
-        scale = record.scale.astype(np.float64)
-        rotation, flipped = 0.0, False
-        if self.train:
-            rng = np.random.default_rng([self.seed, epoch, index])
-            center, scale = self.adjust_box(record, rng)
-            scale_multiplier, rotation, flipped = sample_augmentation(
-                rng,
-                scale_factor=self.scale_factor,
-                rotation_factor=self.rotation_factor,
-                rotation_prob=self.rotation_prob,
-                flip_prob=self.flip_prob,
-            )
-            scale = scale * scale_multiplier
-
-        matrix = get_affine_transform(center, scale, rotation, self.input_size)
-        if flipped:
-            matrix = compose(horizontal_flip_matrix(self.input_size[0]), matrix)
-        crop = warp_image(read_image(record.image), matrix, self.input_size)
+        draw = self.draw_augmentation(index, epoch)
+        image = read_image(record.image)
+        matrix = crop_matrix(
+            draw.center,
+            draw.scale,
+            draw.rotation,
+            self.input_size,
+            flip_image_width=image.shape[1] if draw.flipped else None,
+        )
+        crop = warp_image(image, matrix, self.input_size)
         joints = affine_points(record.joints, matrix)
         visibility = np.asarray(record.joints_vis, dtype=np.float32).copy()
-        if flipped:
+        if draw.flipped:
             joints = joints[self._flip_permutation]
             visibility = visibility[self._flip_permutation]
         target, target_weight = self.codec.encode(joints, visibility)
 
+        # The box centre stays the unflipped one (HRNet's training meta holds the mirrored one); validation
+        # never flips, and decoding maps back through this centre and scale.
         meta = {
             "index": index,
-            "center": center.astype(np.float32),
-            "scale": scale.astype(np.float32),
-            "rotation": np.float32(rotation),
-            "flipped": flipped,
+            "center": draw.center.astype(np.float32),
+            "scale": draw.scale.astype(np.float32),
+            "rotation": np.float32(draw.rotation),
+            "flipped": draw.flipped,
             "joints": np.asarray(record.joints, dtype=np.float32),
             "joints_vis": np.asarray(record.joints_vis, dtype=np.float32),
             **record.extra,
@@ -155,5 +184,5 @@ class TopDownDataset(Dataset, abc.ABC):
             "target_weight": torch.from_numpy(target_weight),
             "meta": meta,
         }
-        sample.update(self.extra_targets(record, matrix, flipped))
+        sample.update(self.extra_targets(record, matrix, draw.flipped))
         return sample

@@ -4,7 +4,8 @@ Follows HRNet's COCO practice (SPEC B, COCO paragraph):
 
 - a person box ``[x, y, w, h]`` is cleaned (clipped to the image; zero-area annotations dropped), widened or
   heightened to the input's aspect ratio (w/h), padded by 1.25 and expressed as ``scale = size / 200``;
-- ground-truth persons need at least one labelled keypoint (for training and for ground-truth-box testing);
+- ground-truth persons are the non-crowd person annotations with at least one labelled keypoint (for
+  training and for ground-truth-box testing);
 - test persons come from the ground-truth boxes or from a detector results file (score threshold);
 - training adds half-body augmentation: with probability ``half_body_prob``, when more than 8 joints are
   labelled, the box is replaced by one around the upper or the lower body (HRNet's rule, see
@@ -106,12 +107,19 @@ def half_body_box(
 def gt_person_records(
     coco: COCO, image_ids: Sequence[int], image_dir: Path, aspect_ratio: float
 ) -> list[PersonRecord]:
-    """One record per annotated person with at least one labelled keypoint (HRNet's ground-truth db)."""
+    """One record per non-crowd annotated person with a labelled keypoint (HRNet's ground-truth db).
+
+    HRNet lists the annotations with ``getAnnIds(iscrowd=False)``: crowd regions never become persons.
+    """
     records = []
     for image_id in image_ids:
         image = coco.imgs[image_id]
         for ann in coco.imgToAnns.get(image_id, []):
-            if ann.get("category_id") != PERSON_CATEGORY_ID or ann.get("area", 0) <= 0:
+            if (
+                ann.get("category_id") != PERSON_CATEGORY_ID
+                or ann.get("iscrowd", 0)
+                or ann.get("area", 0) <= 0
+            ):
                 continue
             keypoints = np.asarray(ann.get("keypoints", []), dtype=np.float64).reshape(-1, 3)
             if len(keypoints) == 0 or keypoints.max() == 0:
@@ -142,20 +150,23 @@ def detection_person_records(
     score_threshold: float,
     num_joints: int,
 ) -> list[PersonRecord]:
-    """One record per person detection of an evaluated image with score >= threshold (HRNet's detection db)."""
+    """One record per person detection of an evaluated image with score >= threshold (HRNet's detection db).
+
+    As HRNet, the box is not cleaned, and a box with one side 0 still makes a crop (the aspect ratio sets
+    that side); only a box that gives no crop at all (both sides <= 0) is skipped.
+    """
     wanted = set(image_ids)
     records = []
     for det in detections:
-        x, y, w, h = (float(v) for v in det["bbox"][:4])
         if (
             det.get("category_id", PERSON_CATEGORY_ID) != PERSON_CATEGORY_ID
             or det["image_id"] not in wanted
             or float(det["score"]) < score_threshold
-            or w <= 0
-            or h <= 0
         ):
             continue
-        center, scale = box_to_center_scale((x, y, w, h), aspect_ratio)
+        center, scale = box_to_center_scale(det["bbox"], aspect_ratio)
+        if not np.all(scale > 0):
+            continue
         records.append(
             PersonRecord(
                 image=image_dir / coco.imgs[det["image_id"]]["file_name"],
@@ -225,7 +236,7 @@ class CocoDataset(TopDownDataset):
         return super().adjust_box(record, rng)
 
     def extra_targets(self, record: PersonRecord, matrix: np.ndarray, flipped: bool) -> dict[str, Any]:
-        """With masks: the person's mask warped by the crop matrix (flip included) to heatmap size, (1, h, w)."""
+        """With masks: the person's mask (raw image frame) warped by the crop matrix, flip included, to heatmap size."""
         if not self.with_mask:
             return {}
         heatmap_size = self.codec.heatmap_size

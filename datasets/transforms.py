@@ -58,6 +58,34 @@ def horizontal_flip_matrix(width: int) -> np.ndarray:
     return np.array([[-1.0, 0.0, width - 1.0], [0.0, 1.0, 0.0]])
 
 
+def flip_center(center: np.ndarray, image_width: int) -> np.ndarray:
+    """A point's position in the mirrored image (HRNet's ``c[0] = width - c[0] - 1``)."""
+    flipped = np.asarray(center, dtype=np.float64).copy()
+    flipped[0] = image_width - 1.0 - flipped[0]
+    return flipped
+
+
+def crop_matrix(
+    center: np.ndarray,
+    scale: np.ndarray | float,
+    rotation: float,
+    output_size: tuple[int, int],
+    *,
+    flip_image_width: int | None = None,
+) -> np.ndarray:
+    """The image->crop matrix of one sample; with ``flip_image_width``, HRNet's flip-then-crop as one matrix.
+
+    HRNet mirrors the whole image first, moves the centre to ``width - 1 - x`` and then crops the mirrored
+    image around it. Cropping the mirrored image with ``M`` equals cropping the original with ``M @ F`` where
+    ``F`` mirrors image pixels, so the sample stays one warp of the raw image (no flipped copy). ``center``
+    is the box centre in the raw (unflipped) image.
+    """
+    if flip_image_width is None:
+        return get_affine_transform(center, scale, rotation, output_size)
+    mirrored = get_affine_transform(flip_center(center, flip_image_width), scale, rotation, output_size)
+    return compose(mirrored, horizontal_flip_matrix(flip_image_width))
+
+
 def compose(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
     """The 2x3 matrix of ``outer(inner(x))``."""
     full_outer = np.vstack([outer, [0.0, 0.0, 1.0]])
@@ -78,13 +106,18 @@ def warp_image(image: np.ndarray, matrix: np.ndarray, output_size: tuple[int, in
     )
 
 
+# Annotations are in the stored pixel frame: never apply a JPEG's EXIF orientation tag (HRNet reads with
+# the same flags), or a tagged image would come out rotated against its keypoints.
+IMREAD_FLAGS = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
+
+
 def read_image(path: str | Path) -> np.ndarray:
-    """Read an image as BGR uint8; a missing or undecodable file raises DataError naming it."""
+    """Read an image as BGR uint8 in its stored pixel frame (EXIF orientation ignored); DataError names a bad file."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"image not found: {path}")
     data = np.fromfile(str(path), dtype=np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    image = cv2.imdecode(data, IMREAD_FLAGS) if data.size else None
     if image is None:
         raise DataError(f"cannot decode image {path}: the file is empty or corrupt (expected a JPEG or PNG)")
     return image

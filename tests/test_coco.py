@@ -6,7 +6,6 @@ import dataclasses
 import json
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 import torch
@@ -15,6 +14,7 @@ from datasets.coco import CocoDataset, box_to_center_scale, clean_box, half_body
 from datasets.keypoints import COCO, COCO_UPPER_BODY
 from datasets.registry import build_dataset
 from datasets.synthetic_coco import make_synthetic_coco
+from datasets.transforms import read_image
 from utils.errors import ConfigError, DataError
 
 SAMPLE = {"name": "coco", "ann_file": "annotations/person_keypoints_sample.json"}
@@ -143,14 +143,17 @@ def test_flip_swaps_coco_pairs(coco_data):
         "half_body_prob": 0.0,
     }
     dataset = build_dataset(section, "valid", True)
-    by_flip = {}
-    for epoch in range(20):
-        dataset.set_epoch(epoch)
-        sample = dataset[0]
-        by_flip.setdefault(bool(sample["meta"]["flipped"]), sample)
-    plain, flipped = by_flip[False], by_flip[True]
-    # The flipped crop is the plain crop mirrored (up to one grey level of OpenCV's fixed-point warp).
-    assert torch.allclose(flipped["image"], plain["image"].flip(2), atol=0.02)
+    dataset.force_flip = False
+    plain = dataset[0]
+    dataset.force_flip = True
+    flipped = dataset[0]
+    assert not plain["meta"]["flipped"] and flipped["meta"]["flipped"]
+    # HRNet flips the image (and the box centre, x -> W - 1 - x) before cropping: the flipped crop is the
+    # plain crop mirrored about the crop centre, column u <- column 192 - u (up to one grey level).
+    one_grey_level = 1.0 / 255.0 / 0.224
+    assert torch.allclose(
+        flipped["image"][..., 1:], plain["image"].flip(2)[..., :-1], atol=1.01 * one_grey_level
+    )
     # Joint j of the flipped sample is the mirrored joint perm[j] of the plain one (left <-> right).
     perm = COCO.flip_permutation()
     assert perm[5] == 6 and perm[15] == 16 and perm[0] == 0
@@ -159,7 +162,7 @@ def test_flip_swaps_coco_pairs(coco_data):
     assert np.array_equal(flipped_labelled, plain_labelled[perm])
     width = dataset.codec.heatmap_size[0]
     stride = dataset.codec.stride[0]
-    expected_x = (dataset.input_size[0] - 1) / stride - plain_joints[perm, 0]
+    expected_x = dataset.input_size[0] / stride - plain_joints[perm, 0]
     assert np.all(np.abs(flipped_joints[flipped_labelled, 0] - expected_x[flipped_labelled]) <= 1.0)
     assert np.array_equal(flipped_joints[flipped_labelled, 1], plain_joints[perm][flipped_labelled, 1])
     assert width == 48
@@ -368,6 +371,4 @@ def test_synthetic_generation_is_deterministic(tmp_path):
     for name in ("person_keypoints_train2017.json", "person_keypoints_val2017.json"):
         assert (first / "annotations" / name).read_text() == (second / "annotations" / name).read_text()
     image = next((first / "images" / "train2017").iterdir())
-    assert np.array_equal(
-        cv2.imread(str(image)), cv2.imread(str(second / "images" / "train2017" / image.name))
-    )
+    assert np.array_equal(read_image(image), read_image(second / "images" / "train2017" / image.name))

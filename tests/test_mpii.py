@@ -14,7 +14,8 @@ from datasets.codec import HeatmapCodec
 from datasets.keypoints import MPII
 from datasets.mpii import MPIIDataset, load_mpii_records
 from datasets.registry import DATASETS, build_dataset
-from datasets.transforms import affine_points, get_affine_transform
+from datasets.transforms import affine_points, get_affine_transform, read_image
+from tests import hrnet_reference as hrnet
 from utils.errors import ConfigError, DataError
 from utils.pckh import load_pred_mat, save_gt_mat
 
@@ -93,22 +94,31 @@ def test_encoded_heatmaps_decode_to_the_annotated_joints(mpii_data):
     assert checked == 5 * 16 - 4  # every annotated joint of the five persons
 
 
-def test_forced_flip_swaps_left_and_right(mpii_data):
+# One grey level after normalisation by the smallest ImageNet std (about 0.0175).
+ONE_GREY_LEVEL = 1.0 / 255.0 / 0.224
+
+
+def test_forced_flip_mirrors_as_hrnet_and_swaps_left_and_right(mpii_data):
     plain = build_dataset(sample_section(mpii_data), split="valid", train=False)
     flipped = build_dataset(
         sample_section(mpii_data, scale_factor=0.0, rotation_prob=0.0), split="valid", train=True
     )
-    flipped.flip_prob = 1.0  # force the flip; no scale or rotation draw
+    flipped.force_flip = True  # no scale or rotation draw: the same box as the plain sample
     permutation = MPII.flip_permutation()
     for index in range(len(plain)):
         a, b = plain[index], flipped[index]
         assert b["meta"]["flipped"]
-        assert torch.mean(torch.abs(b["image"] - a["image"].flip(-1))) < 0.02  # the crop is mirrored
+        np.testing.assert_allclose(b["meta"]["center"], a["meta"]["center"])  # meta keeps the unflipped box
+        # HRNet mirrors the image (x -> W - 1 - x) and the centre with it, then crops: crop column u is
+        # column 256 - u of the plain crop (the mirror about the crop centre), not column 255 - u.
+        mirrored = a["image"].flip(-1)
+        assert torch.allclose(b["image"][..., 1:], mirrored[..., :-1], atol=1.01 * ONE_GREY_LEVEL)
+        assert torch.mean(torch.abs(b["image"] - mirrored)) > 2 * ONE_GREY_LEVEL  # the old crop: 1 px off
         record = plain.records[index]
         center, scale = b["meta"]["center"], b["meta"]["scale"]
         coords, _ = flipped.codec.decode(b["target"][None])
         input_points = coords[0].numpy() * flipped.codec.stride
-        input_points[:, 0] = 255 - input_points[:, 0]  # undo the mirror in input pixels
+        input_points[:, 0] = 256 - input_points[:, 0]  # undo the mirror about the crop centre
         image_points = affine_points(
             input_points, get_affine_transform(center, scale, 0.0, (256, 256), inverse=True)
         )
@@ -117,6 +127,48 @@ def test_forced_flip_swaps_left_and_right(mpii_data):
         error = np.abs(image_points - record.joints[permutation])[visible]
         assert error.max() <= image_to_heatmap_tolerance(scale, 64) + 1e-6
         np.testing.assert_array_equal(b["target_weight"][:, 0].numpy(), record.joints_vis[permutation])
+    flipped.force_flip = False
+    assert not any(flipped[index]["meta"]["flipped"] for index in range(len(flipped)))
+
+
+def test_training_samples_equal_hrnet_flip_then_warp(mpii_data):
+    dataset = build_dataset(sample_section(mpii_data), split="valid", train=True)
+    people = hrnet.mpii_db(mpii_data / "annot" / "sample.json", mpii_data / "images")
+    options = {
+        "image_size": (256, 256), "heatmap_size": (64, 64), "sigma": 2.0, "flip_pairs": hrnet.MPII_FLIP_PAIRS,
+        "rgb": False, "scale_factor": 0.25, "rotation_factor": 30.0,
+    }  # fmt: skip
+    draws = set()
+    for epoch, force_flip in ((0, None), (1, None), (2, None), (3, True), (3, False)):
+        dataset.force_flip = force_flip
+        for index, person in enumerate(people):
+            rng = np.random.default_rng([dataset.seed, epoch, index])
+            reference = hrnet.sample(person, rng, force_flip=force_flip, **options)
+            sample = dataset[(index, epoch)]
+            hrnet.assert_sample_equals(sample, reference)
+            # meta keeps the unflipped centre; HRNet's meta holds the mirrored one
+            width = read_image(person.image).shape[1]
+            expected = (
+                reference.center
+                if not reference.flipped
+                else [width - 1 - reference.center[0], reference.center[1]]
+            )
+            np.testing.assert_allclose(sample["meta"]["center"], expected, atol=1e-4)
+            draws.add((reference.flipped, reference.rotation != 0, reference.scale[0] != person.scale[0]))
+    assert {(True, True, True), (False, True, True), (True, False, True), (False, False, True)} <= draws
+
+
+def test_validation_samples_equal_hrnet(mpii_data):
+    dataset = build_dataset(sample_section(mpii_data), split="valid", train=False)
+    people = hrnet.mpii_db(mpii_data / "annot" / "sample.json", mpii_data / "images")
+    for index, person in enumerate(people):
+        reference = hrnet.sample(
+            person, None, image_size=(256, 256), heatmap_size=(64, 64), sigma=2.0,
+            flip_pairs=hrnet.MPII_FLIP_PAIRS, rgb=False,
+        )  # fmt: skip
+        sample = dataset[index]
+        hrnet.assert_sample_equals(sample, reference)
+        np.testing.assert_allclose(sample["meta"]["center"], person.center, atol=1e-4)
 
 
 def test_ground_truth_as_prediction_scores_100(mpii_data, tmp_path):

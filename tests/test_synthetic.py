@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 
-import cv2
 import numpy as np
 import pytest
 
 from datasets.codec import HeatmapCodec
 from datasets.mpii import MPIIDataset
 from datasets.synthetic import LIMBS, make_synthetic_mpii
+from datasets.transforms import read_image
 from tools.make_synthetic import main as make_synthetic_cli
 
 
@@ -31,7 +31,7 @@ def test_folder_is_in_mpii_format(synthetic_root):
         joints = np.array(entry["joints"])
         assert joints.shape == (16, 2) and entry["joints_vis"] == [1] * 16
         assert np.all(joints >= 1) and np.all(joints <= 96)  # 1-based, inside the image
-        image = cv2.imread(str(synthetic_root / "images" / entry["image"]))
+        image = read_image(synthetic_root / "images" / entry["image"])
         assert image.shape == (96, 96, 3)
 
 
@@ -39,7 +39,7 @@ def test_limbs_are_drawn_in_their_side_colours(synthetic_root):
     """Midpoints of the limbs carry the limb's colour (left and right differ), bar the odd overlap."""
     matches = total = 0
     for entry in json.loads((synthetic_root / "annot" / "train.json").read_text()):
-        image = cv2.imread(str(synthetic_root / "images" / entry["image"])).astype(int)
+        image = read_image(synthetic_root / "images" / entry["image"]).astype(int)
         joints = np.array(entry["joints"]) - 1
         for start, end, colour in LIMBS:
             x, y = np.round((joints[start] + joints[end]) / 2).astype(int)

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-import math
+import io
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from PIL import Image
 
 from datasets.transforms import (
     affine_points,
     compose,
+    crop_matrix,
+    flip_center,
     get_affine_transform,
     horizontal_flip_matrix,
     normalize_image,
@@ -18,32 +22,10 @@ from datasets.transforms import (
     sample_augmentation,
     warp_image,
 )
+from tests.hrnet_reference import three_point_affine
 from utils.errors import DataError
 
-
-def three_point_affine(center, scale, rotation, output_size, shift=(0.0, 0.0), inverse=False):
-    """HRNet's get_affine_transform: three corresponding points handed to cv2.getAffineTransform."""
-    box = np.asarray(scale, dtype=np.float64) * 200.0
-    out_w, out_h = output_size
-    theta = math.radians(rotation)
-    src_dir = np.array([0.5 * box[0] * math.sin(theta), -0.5 * box[0] * math.cos(theta)])
-    dst_dir = np.array([0.0, -0.5 * out_w])
-
-    def third(a, b):
-        d = a - b
-        return b + np.array([-d[1], d[0]])
-
-    src = np.zeros((3, 2))
-    dst = np.zeros((3, 2))
-    src[0] = np.asarray(center) + box * np.asarray(shift)
-    src[1] = src[0] + src_dir
-    src[2] = third(src[0], src[1])
-    dst[0] = [0.5 * out_w, 0.5 * out_h]
-    dst[1] = dst[0] + dst_dir
-    dst[2] = third(dst[0], dst[1])
-    if inverse:
-        return cv2.getAffineTransform(dst.astype(np.float32), src.astype(np.float32))
-    return cv2.getAffineTransform(src.astype(np.float32), dst.astype(np.float32))
+EXIF_ORIENTATION = 0x0112
 
 
 @pytest.mark.parametrize("inverse", [False, True])
@@ -113,6 +95,85 @@ def test_read_image_errors_name_the_file(tmp_path):
     good = tmp_path / "good.png"
     cv2.imwrite(str(good), np.full((4, 5, 3), (10, 20, 30), np.uint8))
     assert read_image(good).shape == (4, 5, 3) and tuple(read_image(good)[0, 0]) == (10, 20, 30)
+
+
+def jpeg_with_orientation(pixels_bgr: np.ndarray, orientation: int) -> bytes:
+    """A JPEG of these pixels (stored as they are) whose EXIF orientation tag says ``orientation``."""
+    exif = Image.Exif()
+    exif[EXIF_ORIENTATION] = orientation
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(pixels_bgr[:, :, ::-1])).save(buffer, "JPEG", quality=95, exif=exif)
+    return buffer.getvalue()
+
+
+def test_read_image_ignores_exif_orientation(tmp_path, mpii_data):
+    """Annotations are in the stored pixel frame: a tag saying "rotate 90" must not turn the image (HRNet)."""
+    source = read_image(sorted((mpii_data / "images").glob("*.jpg"))[0])  # a real 1280x720 photo
+    tagged = tmp_path / "orientation6.jpg"
+    tagged.write_bytes(jpeg_with_orientation(source, 6))
+    assert Image.open(tagged).getexif()[EXIF_ORIENTATION] == 6
+    untagged = tmp_path / "untagged.jpg"
+    untagged.write_bytes(jpeg_with_orientation(source, 1))
+    raw = cv2.imdecode(np.fromfile(str(untagged), np.uint8), cv2.IMREAD_COLOR)  # same compressed pixels
+    rotated = cv2.imdecode(
+        np.fromfile(str(tagged), np.uint8), cv2.IMREAD_COLOR
+    )  # OpenCV's default honours it
+    assert rotated.shape == (1280, 720, 3)  # the failure this guards against
+    image = read_image(tagged)
+    assert image.shape == raw.shape == (720, 1280, 3)
+    assert np.array_equal(image, raw)
+
+    narrow = np.zeros((100, 300, 3), np.uint8)
+    narrow[:, :150] = (0, 0, 255)  # left half red: a rotation or mirror would move it
+    wide = tmp_path / "wide.jpg"
+    wide.write_bytes(jpeg_with_orientation(narrow, 6))
+    loaded = read_image(wide)
+    assert loaded.shape == (100, 300, 3)  # 100 high, 300 wide
+    assert loaded[50, 20, 2] > 200 and loaded[50, 280, 2] < 50
+
+
+def test_no_image_read_bypasses_read_image():
+    """Every image read of the project goes through read_image (or uses the same orientation flag)."""
+    root = Path(__file__).resolve().parents[1]
+    offenders = []
+    folders = ("datasets", "utils", "models", "losses", "tools", "benchmarks", "tests")
+    for path in [*root.glob("*.py"), *(p for folder in folders for p in (root / folder).rglob("*.py"))]:
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            reads = "cv2.imread(" in line or "cv2.imdecode(" in line or "Image.open(" in line
+            if reads and "IMREAD_IGNORE_ORIENTATION" not in line and "IMREAD_FLAGS" not in line:
+                offenders.append(f"{path.relative_to(root)}:{number}")
+    allowed = {"tests/test_transforms.py"}  # the EXIF test decodes with OpenCV's defaults on purpose
+    assert [o for o in offenders if o.split(":")[0] not in allowed] == []
+
+
+def test_flip_composed_into_the_warp_equals_flip_then_warp(mpii_data):
+    """warp(flip(img), M(c')) == warp(img, M(c') @ F): HRNet's full-image flip, as one warp of the raw image."""
+    image = read_image(sorted((mpii_data / "images").glob("*.jpg"))[1])
+    height, width = image.shape[:2]
+    rng = np.random.default_rng(3)
+    for _ in range(6):
+        center = rng.uniform([200, 150], [width - 200, height - 150])
+        scale = np.full(2, rng.uniform(1.5, 3.0))
+        rotation = float(rng.uniform(-60, 60))
+        mirrored_center = np.array([width - 1 - center[0], center[1]])
+        np.testing.assert_allclose(flip_center(center, width), mirrored_center)
+        reference_matrix = three_point_affine(mirrored_center, scale, rotation, (256, 256))
+        reference = cv2.warpAffine(image[:, ::-1], reference_matrix, (256, 256), flags=cv2.INTER_LINEAR)
+        matrix = crop_matrix(center, scale, rotation, (256, 256), flip_image_width=width)
+        ours = warp_image(image, matrix, (256, 256))
+        assert np.abs(ours.astype(int) - reference.astype(int)).max() <= 1
+        # Points: a raw-image point lands where HRNet puts its mirrored copy.
+        points = rng.uniform([0, 0], [width, height], size=(10, 2))
+        mirrored_points = np.stack([width - 1 - points[:, 0], points[:, 1]], axis=1)
+        np.testing.assert_allclose(
+            affine_points(points, matrix),
+            cv2.transform(mirrored_points[None], reference_matrix)[0],
+            atol=2e-2,
+        )
+    np.testing.assert_allclose(
+        crop_matrix(center, scale, rotation, (256, 256)),
+        get_affine_transform(center, scale, rotation, (256, 256)),
+    )
 
 
 def test_colour_modes():
