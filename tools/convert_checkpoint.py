@@ -1,0 +1,79 @@
+"""Convert a stacked-hourglass checkpoint of bearpaw/pytorch-pose, FPD or the official OKDHP code.
+
+Usage (from the repository root)::
+
+    python tools/convert_checkpoint.py SRC OUT --from bearpaw|fpd|okdhp --config EXPERIMENT [--set KEY=VALUE]
+
+SRC is read with ``torch.load(weights_only=True)`` (``--unsafe-unpickle`` for a trusted file that stores other
+Python objects); its tensors are renamed onto the model the config's ``model:`` section builds, every
+parameter and buffer filled exactly once with the right shape, and OUT is written as a checkpoint of this
+project (kind ``converted``): evaluate it with ``python evaluate.py --config EXPERIMENT --checkpoint OUT`` or
+start training from it. A file of another architecture is refused with one paragraph naming what it is.
+See docs/convert.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from utils.checkpoint import save_checkpoint  # noqa: E402
+from utils.cli import add_config_arguments, one_paragraph, overrides_from, resolve_config_path  # noqa: E402
+from utils.config import load_config  # noqa: E402
+from utils.convert import SOURCE_FORMATS, convert_checkpoint  # noqa: E402
+from utils.errors import UserError  # noqa: E402
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The command line: SRC, OUT, the source format and the experiment config."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("source", type=Path, metavar="SRC", help="the other code base's checkpoint file")
+    parser.add_argument("output", type=Path, metavar="OUT", help="where to write this project's checkpoint")
+    parser.add_argument(
+        "--from",
+        dest="source_format",
+        required=True,
+        choices=SOURCE_FORMATS,
+        help="code base that wrote SRC: bearpaw (pytorch-pose), fpd, or okdhp (official code, single or multi-branch)",
+    )
+    add_config_arguments(parser)
+    parser.add_argument(
+        "--unsafe-unpickle",
+        action="store_true",
+        help="load SRC with full unpickling (only for a file you trust: it can execute code)",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point: exit 0 on success, 2 with one ``error:`` paragraph otherwise."""
+    args = parse_args(argv)
+    try:
+        config_path = resolve_config_path(args.config)
+        config = load_config(config_path, overrides_from(args))
+        state = convert_checkpoint(
+            args.source, args.source_format, config, unsafe_unpickle=args.unsafe_unpickle
+        )
+        save_checkpoint(state, args.output)
+    except UserError as error:
+        print(f"error: {one_paragraph(error)}", file=sys.stderr)
+        return 2
+    origin = state["converted_from"]
+    print(
+        f"{args.source} ({origin['architecture']}, weights from {origin['entry']}) -> {args.output}: "
+        f"{len(state['model'])} tensors onto model '{state['model_config']['name']}' of {config_path}"
+    )
+    if origin["filled_batch_counters"]:
+        print(
+            "note: the file has no BatchNorm num_batches_tracked counters (PyTorch < 0.4.1); they were set to 0"
+        )
+    sets = "".join(f" --set {item}" for item in overrides_from(args))
+    print(f"evaluate: python evaluate.py --config {args.config}{sets} --checkpoint {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
