@@ -76,6 +76,21 @@ def overrides_from(args: argparse.Namespace) -> list[str]:
     return overrides
 
 
+def trainer_for(config: str) -> str:
+    """The training script of an experiment (``train_mpii.py`` / ``train_coco.py``), from its data section.
+
+    Reads the yaml (and its ``base:`` files) only: no torch import, so ``start.sh`` can ask cheaply.
+    """
+    from utils.config import read_raw_config
+
+    raw = read_raw_config(resolve_config_path(config))
+    name = raw.get("data", {}).get("name") if isinstance(raw.get("data"), dict) else None
+    for family, names in TRAIN_FAMILIES.items():
+        if name in names:
+            return f"train_{family}.py"
+    raise ConfigError(f"{config}: data.name {name!r} has no training script (known: mpii, coco, ochuman)")
+
+
 def train_main(family: str, argv: Sequence[str] | None = None) -> int:
     """Train one experiment of a dataset family ('mpii' or 'coco')."""
     from utils.config import load_config
@@ -165,3 +180,38 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         print(json.dumps(result))
     return 0
+
+
+def missing_teachers(config: str) -> list[str]:
+    """The experiments that train the teachers of ``config`` whose checkpoint file does not exist yet."""
+    from utils.config import read_raw_config
+
+    teachers = read_raw_config(resolve_config_path(config)).get("teachers") or {}
+    missing = []
+    for name, section in teachers.items():
+        if not isinstance(section, dict) or Path(str(section.get("checkpoint", ""))).expanduser().is_file():
+            continue
+        if not section.get("experiment"):
+            raise ConfigError(
+                f"{config}: the checkpoint of teacher '{name}' ({section.get('checkpoint')}) does not exist and "
+                f"teachers.{name}.experiment does not say which experiment trains it"
+            )
+        missing.append(str(section["experiment"]))
+    return missing
+
+
+def _start_helper(argv: Sequence[str] | None) -> int:
+    """``python -m utils.cli trainer|missing-teachers CONFIG``: what start.sh asks about an experiment."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) == 2 and args[0] == "trainer":
+        print(trainer_for(args[1]))
+        return 0
+    if len(args) == 2 and args[0] == "missing-teachers":
+        print("\n".join(missing_teachers(args[1])))
+        return 0
+    print("usage: python -m utils.cli trainer|missing-teachers CONFIG", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(_start_helper))

@@ -68,6 +68,9 @@ class TeacherConfig:
     model: dict[str, Any] | None = None  # needed for a plain state_dict (e.g. a published HRNet file)
     start: float = 0.0  # first epoch it runs, as a fraction of train.epochs (ODKD's r for the senior teacher)
     end: float = 1.0  # it runs while epoch < end * train.epochs
+    experiment: str | None = (
+        None  # the experiment that trains it (start.sh runs it first if the file is missing)
+    )
 
 
 @dataclass
@@ -117,6 +120,11 @@ def load_config(path: str | Path, overrides: Iterable[str] = ()) -> ExperimentCo
     for item in overrides:
         apply_override(raw, item)
     return config_from_dict(raw, source=str(path))
+
+
+def read_raw_config(path: str | Path) -> dict[str, Any]:
+    """The yaml of an experiment with its ``base:`` files merged, unvalidated (no registry is imported)."""
+    return _read_with_base(Path(path), seen=())
 
 
 def default_experiment_name(path: Path) -> str:

@@ -27,6 +27,7 @@ from models.output import PoseModel
 from models.registry import build_model
 from utils.checkpoint import load_checkpoint, load_model_weights, save_checkpoint
 from utils.config import ExperimentConfig, TrainConfig, save_config
+from utils.convert import load_init_weights
 from utils.engine import EpochShuffleSampler, select_head, train_one_epoch, validate
 from utils.errors import CheckpointError, ConfigError
 from utils.model_checks import check_input_size, model_section_for
@@ -155,8 +156,7 @@ class TrainingRun:
         seed_everything(config.seed)
         self.network: PoseModel = build_model(self.model_section)
         if config.train.init_from:
-            init = load_checkpoint(config.train.init_from)
-            load_model_weights(self.network, init["model"], f"train.init_from ({config.train.init_from})")
+            load_init_weights(self.network, config.train.init_from)
         check_loss_teachers(config)
         teachers = build_teachers(config, self.skeleton.num_joints, self.codec)
         self.trainee: PoseModel = Distiller(self.network, teachers) if teachers else self.network
