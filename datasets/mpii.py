@@ -163,6 +163,7 @@ class MPIIDataset(TopDownDataset):
     ) -> None:
         self.root = Path(root).expanduser().resolve()
         self.split = split
+        self.annotation_path = annotation_path(self.root, split, annotation_format, annotation_file)
         records = load_mpii_records(self.root, split, annotation_format, annotation_file)
         if subset is not None:
             records = records[: int(subset)]
@@ -186,7 +187,8 @@ class MPIIDataset(TopDownDataset):
             joints = np.stack([record.joints for record in self.records]) + 1.0
             annotated = np.stack([record.joints_vis for record in self.records]) > 0
             head_sizes = np.array([record.extra["head_size"] for record in self.records])
-            return PCKhGroundTruth(joints, annotated, head_sizes), "h5 annotations (part + normalize)"
+            gt = PCKhGroundTruth(joints, annotated, head_sizes, source=f"{self.annotation_path} (normalize)")
+            return gt, "h5 annotations (part + normalize)"
         raise DataError(
             f"cannot compute PCKh: no head sizes. Put HRNet's gt_{self.split}.mat at {gt_path} (or set gt_file), "
             "or use h5 annotations that carry 'normalize'; JSON annotations have no head boxes"
