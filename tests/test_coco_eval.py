@@ -263,6 +263,9 @@ def test_unreadable_annotation_and_results_files(sample_files, tmp_path):
         evaluate_results_file(results_path, broken)
     with pytest.raises(DataError, match=rf"COCO annotation file not found: {tmp_path / 'nope.json'}"):
         evaluate_results_file(results_path, tmp_path / "nope.json")
+    (tmp_path / "zero.json").write_bytes(b"")
+    with pytest.raises(DataError, match=r"results file .*zero.json is empty \(0 bytes\)"):
+        evaluate_results_file(tmp_path / "zero.json", ann_path)
 
 
 def test_bad_results_on_the_command_line_are_one_paragraph(sample_files, tmp_path, capsys):

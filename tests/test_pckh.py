@@ -259,19 +259,25 @@ def test_bad_files_on_the_command_line_are_one_paragraph(detections, tmp_path, c
     boxes = content["headboxes_src"].copy()
     boxes[1, 1, 0] = boxes[0, 1, 0]
     bad_gt = corrupted_copy(tmp_path, content, headboxes_src=boxes)
-    junk = tmp_path / "junk.mat"
-    junk.write_bytes(b"not a mat file")
-    for args in (
-        ["--preds", str(path), "--gt", str(bad_gt)],
-        ["--preds", str(tmp_path / "missing.mat"), "--gt", str(path)],
-        ["--preds", str(path), "--gt", str(tmp_path / "missing.mat")],
-        ["--preds", str(junk), "--gt", str(path)],
-        ["--preds", str(path), "--gt", str(tmp_path)],  # a folder
-    ):
-        assert run_cli(evaluate_main, args) == 2
+    (tmp_path / "junk.mat").write_bytes(b"not a mat file")
+    (tmp_path / "zero.mat").write_bytes(b"")
+    cells = np.empty((2,), dtype=object)
+    cells[:] = ["a", np.zeros(3)]
+    scipy.io.savemat(str(tmp_path / "cells.mat"), {"preds": cells})
+    cases = {  # (--preds, --gt): what the message says
+        (path, bad_gt): "field headboxes_src: 1 of 2958 head boxes are unusable",
+        (tmp_path / "missing.mat", path): "prediction file not found",
+        (path, tmp_path / "missing.mat"): "PCKh ground-truth file not found",
+        (tmp_path / "junk.mat", path): "cannot read prediction file",
+        (path, tmp_path): "is a folder",
+        (tmp_path / "zero.mat", path): "zero.mat is empty (0 bytes)",
+        (tmp_path / "cells.mat", path): "field preds does not hold a numeric array",
+    }
+    for (preds, gt), expected in cases.items():
+        assert run_cli(evaluate_main, ["--preds", str(preds), "--gt", str(gt)]) == 2
         captured = capsys.readouterr()
         assert captured.err.startswith("error: ") and captured.err.count("\n") == 1, captured.err
-        assert "Traceback" not in captured.err and captured.out == ""
+        assert expected in captured.err and "Traceback" not in captured.err and captured.out == ""
     with pytest.raises(SystemExit) as caught:
         evaluate_main(["--preds", str(path), "--gt", str(path), "--threshold", "0"])
     assert caught.value.code == 2 and "--threshold must be a positive number" in capsys.readouterr().err

@@ -43,12 +43,14 @@ def _pycocotools_output(verbose: bool) -> Iterator[None]:
 
 
 def read_json(path: str | Path, what: str) -> Any:
-    """Parse a JSON file; a missing, unreadable, non-UTF-8 or invalid file is a DataError naming it."""
+    """Parse a JSON file; a missing, empty, unreadable, non-UTF-8 or invalid file is a DataError naming it."""
     path = Path(path)
     if path.is_dir():
         raise DataError(f"{what} {path} is a folder, not a file")
     if not path.is_file():
         raise DataError(f"{what} not found: {path}")
+    if path.stat().st_size == 0:
+        raise DataError(f"{what} {path} is empty (0 bytes): an interrupted copy or export? write it again")
     try:
         with open(path, encoding="utf-8") as handle:
             return json.load(handle)

@@ -183,10 +183,22 @@ def _load_mat(path: str | Path, what: str) -> dict:
         raise DataError(f"{what} {path} is a folder, not a .mat file")
     if not path.is_file():
         raise DataError(f"{what} not found: {path}")
+    if path.stat().st_size == 0:
+        raise DataError(f"{what} {path} is empty (0 bytes): an interrupted copy or export? write it again")
     try:
         return scipy.io.loadmat(str(path))
     except Exception as error:  # scipy raises many types for a damaged file; all mean "unreadable"
         raise DataError(f"cannot read {what} {path} as a MATLAB .mat file: {error}") from error
+
+
+def _numbers(content: dict, key: str, path: str | Path) -> np.ndarray:
+    """A .mat field as a float array; a cell array, struct or text is a DataError naming the file and field."""
+    try:
+        return np.asarray(content[key], dtype=np.float64)
+    except (TypeError, ValueError):
+        raise DataError(
+            f"{path}: field {key} does not hold a numeric array (a cell array, struct or text instead)"
+        ) from None
 
 
 def load_gt_mat(path: str | Path) -> PCKhGroundTruth:
@@ -210,10 +222,7 @@ def load_gt_mat(path: str | Path) -> PCKhGroundTruth:
             )
     fields = {}
     for key, expected in (("jnt_missing", (16,)), ("pos_gt_src", (16, 2)), ("headboxes_src", (2, 2))):
-        try:
-            value = np.asarray(content[key], dtype=np.float64)
-        except (TypeError, ValueError):
-            raise DataError(f"{path}: field {key} does not hold numbers") from None
+        value = _numbers(content, key, path)
         if value.ndim != len(expected) + 1 or value.shape[:-1] != expected:
             layout = ",".join(str(size) for size in expected)
             raise DataError(f"{path}: field {key} has shape {value.shape}, expected ({layout},N)")
@@ -277,13 +286,13 @@ def load_pred_mat(path: str | Path) -> np.ndarray:
     content = _load_mat(path, "prediction file")
     if "preds" in content:
         key = "preds"
-        preds = np.asarray(content["preds"], dtype=np.float64)
+        preds = _numbers(content, "preds", path)
         if preds.ndim != 3 or preds.shape[1] != 16 or preds.shape[2] < 2:
             raise DataError(f"{path}: 'preds' has shape {preds.shape}, expected (N, 16, 2)")
         preds = preds[:, :, :2]
     elif "pos_pred_src" in content:
         key = "pos_pred_src"
-        raw = np.asarray(content["pos_pred_src"], dtype=np.float64)
+        raw = _numbers(content, "pos_pred_src", path)
         if raw.ndim != 3 or raw.shape[:2] != (16, 2):
             raise DataError(f"{path}: 'pos_pred_src' has shape {raw.shape}, expected (16, 2, N)")
         preds = np.transpose(raw, (2, 0, 1))
