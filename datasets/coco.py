@@ -105,11 +105,19 @@ def half_body_box(
 
 
 def gt_person_records(
-    coco: COCO, image_ids: Sequence[int], image_dir: Path, aspect_ratio: float
+    coco: COCO,
+    image_ids: Sequence[int],
+    image_dir: Path,
+    aspect_ratio: float,
+    source: str | Path = "COCO annotations",
+    num_joints: int = COCO_SKELETON.num_joints,
 ) -> list[PersonRecord]:
     """One record per non-crowd annotated person with a labelled keypoint (HRNet's ground-truth db).
 
-    HRNet lists the annotations with ``getAnnIds(iscrowd=False)``: crowd regions never become persons.
+    HRNet lists the annotations with ``getAnnIds(iscrowd=False)``: crowd regions never become persons, and a
+    box that cleans to nothing (outside the image) is skipped. A person with labelled keypoints that cannot
+    make a sample (not 3 x ``num_joints`` keypoint values, a NaN in them or in the box) is a DataError naming
+    ``source`` (the annotation file), the annotation id and the image, rather than a NaN target later.
     """
     records = []
     for image_id in image_ids:
@@ -121,13 +129,38 @@ def gt_person_records(
                 or ann.get("area", 0) <= 0
             ):
                 continue
-            keypoints = np.asarray(ann.get("keypoints", []), dtype=np.float64).reshape(-1, 3)
+            where = f"{source}: annotation {ann.get('id')!r} (image {image.get('file_name')})"
+            try:
+                keypoints = np.asarray(ann.get("keypoints") or [], dtype=np.float64).reshape(-1, 3)
+            except (TypeError, ValueError):
+                raise DataError(
+                    f"{where}: keypoints must be numbers, 3 per keypoint (x, y, v); got {ann['keypoints']!r:.80}"
+                ) from None
             if len(keypoints) == 0 or keypoints.max() == 0:
                 continue
-            box = clean_box(ann["bbox"], image["width"], image["height"])
+            try:
+                bbox = np.asarray(ann["bbox"], dtype=np.float64).reshape(-1)
+            except (KeyError, TypeError, ValueError):
+                raise DataError(f"{where} has no usable bbox [x, y, w, h]: {ann.get('bbox')!r:.80}") from None
+            if len(keypoints) != num_joints:
+                raise DataError(
+                    f"{where} has {3 * len(keypoints)} keypoint values, expected {3 * num_joints} "
+                    f"(x, y, v for each of {num_joints} keypoints)"
+                )
+            if not np.all(np.isfinite(keypoints)) or bbox.shape != (4,) or not np.all(np.isfinite(bbox)):
+                raise DataError(
+                    f"{where} has NaN or infinite keypoints or a bbox that is not 4 finite numbers "
+                    f"(bbox {bbox.tolist()})"
+                )
+            box = clean_box(bbox, image["width"], image["height"])
             if box is None:
                 continue
             center, scale = box_to_center_scale(box, aspect_ratio)
+            if not (np.all(np.isfinite(scale)) and np.all(scale > 0)):
+                raise DataError(
+                    f"{where} has a person box of zero size once clipped to the image (bbox {bbox.tolist()}, "
+                    f"image {image['width']}x{image['height']}): it cannot be cropped; fix or drop it"
+                )
             records.append(
                 PersonRecord(
                     image=image_dir / image["file_name"],
@@ -149,22 +182,34 @@ def detection_person_records(
     aspect_ratio: float,
     score_threshold: float,
     num_joints: int,
+    source: str | Path = "detection file",
 ) -> list[PersonRecord]:
     """One record per person detection of an evaluated image with score >= threshold (HRNet's detection db).
 
     As HRNet, the box is not cleaned, and a box with one side 0 still makes a crop (the aspect ratio sets
-    that side); only a box that gives no crop at all (both sides <= 0) is skipped.
+    that side); only a box that gives no crop at all (both sides <= 0) is skipped. A detection whose bbox is not 4 finite numbers, or whose score is not a finite number, is a DataError
+    naming ``source`` and the entry.
     """
     wanted = set(image_ids)
     records = []
-    for det in detections:
+    for index, det in enumerate(detections):
+        try:
+            bbox = np.asarray(det["bbox"], dtype=np.float64).reshape(-1)
+            score = float(det["score"])
+        except (TypeError, ValueError):
+            bbox, score = np.zeros(0), float("nan")
+        if bbox.shape != (4,) or not np.all(np.isfinite(bbox)) or not np.isfinite(score):
+            raise DataError(
+                f"{source}: entry {index} (image_id {det.get('image_id')!r}) needs a bbox of 4 finite numbers "
+                f"[x, y, w, h] and a finite score, got bbox {det.get('bbox')!r}, score {det.get('score')!r}"
+            )
         if (
             det.get("category_id", PERSON_CATEGORY_ID) != PERSON_CATEGORY_ID
             or det["image_id"] not in wanted
-            or float(det["score"]) < score_threshold
+            or score < score_threshold
         ):
             continue
-        center, scale = box_to_center_scale(det["bbox"], aspect_ratio)
+        center, scale = box_to_center_scale(bbox, aspect_ratio)
         if not np.all(scale > 0):
             continue
         records.append(
@@ -174,7 +219,7 @@ def detection_person_records(
                 scale=scale,
                 joints=np.zeros((num_joints, 2)),
                 joints_vis=np.zeros(num_joints),
-                extra=_meta(det["image_id"], -1, float(det["score"]), scale),
+                extra=_meta(det["image_id"], -1, score, scale),
             )
         )
     return records
@@ -336,7 +381,7 @@ def build_coco_format(
     )
     aspect_ratio = codec.input_size[0] / codec.input_size[1]
     if detection_file is None or train:
-        records = gt_person_records(coco, wanted, images, aspect_ratio)
+        records = gt_person_records(coco, wanted, images, aspect_ratio, source=ann_path)
         source = "ground-truth boxes"
     else:
         det_path = _resolve(root_path, detection_file, set_name)
@@ -344,11 +389,23 @@ def build_coco_format(
             raise DataError(f"{dataset} detection file not found: {det_path}; {layout}")
         detections = load_detections(det_path)
         records = detection_person_records(
-            coco, detections, wanted, images, aspect_ratio, det_score_threshold, COCO_SKELETON.num_joints
+            coco,
+            detections,
+            wanted,
+            images,
+            aspect_ratio,
+            det_score_threshold,
+            COCO_SKELETON.num_joints,
+            source=det_path,
         )
         source = f"detector boxes, score >= {det_score_threshold:g}"
     if not records:
-        raise DataError(f"{dataset} {set_name}: no persons in {ann_path} ({source})")
+        what = (
+            "no person annotation with a labelled keypoint and a box inside its image"
+            if source == "ground-truth boxes"
+            else f"no person detection of its images with score >= {det_score_threshold:g} in {det_path}"
+        )
+        raise DataError(f"the {dataset} {set_name} split is empty: {ann_path} has {what} ({source})")
     return CocoDataset(
         records,
         coco,

@@ -71,8 +71,35 @@ def load_mpii_records(
     if not image_dir.is_dir():
         raise DataError(f"MPII image folder not found: {image_dir}; {LAYOUT_HINT}")
     if annotation_format == "json":
-        return _records_from_json(path, image_dir)
-    return _records_from_h5(path, image_dir)
+        records = _records_from_json(path, image_dir)
+    else:
+        records = _records_from_h5(path, image_dir)
+    if not records:
+        raise DataError(
+            f"MPII annotation file {path} holds no persons: the {split} split is empty; put the split's "
+            f"annotations there (or point data.annotation_file at them)"
+        )
+    return records
+
+
+def check_box(path: Path, index: int, image: str, center: np.ndarray, scale: float) -> None:
+    """Refuse a person whose box cannot be cropped: a centre that is not two finite numbers, a scale <= 0 or NaN."""
+    where = f"{path}: person {index} (image {image})"
+    if center.shape != (2,) or not np.all(np.isfinite(center)):
+        raise DataError(f"{where} has centre {center.tolist()}: expected two finite numbers [x, y]")
+    if not (np.isfinite(scale) and scale > 0):
+        raise DataError(
+            f"{where} has scale {scale!r}: the person box size / 200 must be a positive number; fix or drop "
+            "the entry"
+        )
+
+
+def check_joints(path: Path, index: int, image: str, joints: np.ndarray, annotated: np.ndarray) -> None:
+    """Refuse an annotated joint with a NaN or infinite coordinate (its heatmap target would be NaN)."""
+    bad = annotated & ~np.isfinite(joints).all(axis=1)
+    if bad.any():
+        joint = MPII.joint_names[int(np.argmax(bad))]
+        raise DataError(f"{path}: person {index} (image {image}) has a NaN or infinite {joint} joint")
 
 
 def _records_from_json(path: Path, image_dir: Path) -> list[PersonRecord]:
@@ -81,6 +108,11 @@ def _records_from_json(path: Path, image_dir: Path) -> list[PersonRecord]:
         entries = json.loads(path.read_text())
     except (OSError, ValueError) as error:
         raise DataError(f"cannot read MPII JSON annotations {path}: {error}") from error
+    if not isinstance(entries, list):
+        raise DataError(
+            f"{path}: expected a JSON list of persons {{image, center, scale, joints, joints_vis}} "
+            f"(HRNet's MPII annotations), got a JSON {type(entries).__name__}"
+        )
     records = []
     for index, entry in enumerate(entries):
         try:
@@ -94,6 +126,8 @@ def _records_from_json(path: Path, image_dir: Path) -> list[PersonRecord]:
                 f"{path}: entry {index} is not an HRNet MPII annotation "
                 f"({{image, center, scale, joints, joints_vis}}): {error!r}"
             ) from error
+        check_box(path, index, entry["image"], center, scale)
+        check_joints(path, index, entry["image"], joints, visible > 0)
         if center[0] != -1:
             center[1] += 15 * scale
             scale *= 1.25
@@ -116,12 +150,24 @@ def _records_from_h5(path: Path, image_dir: Path) -> list[PersonRecord]:
         raise DataError(
             f"cannot read MPII h5 annotations {path} (needs center, scale, part, imgname): {error}"
         ) from error
+    sizes = {"center": len(centers), "scale": len(scales), "part": len(parts), "imgname": len(names)}
+    if head_sizes is not None:
+        sizes["normalize"] = len(head_sizes)
+    if len(set(sizes.values())) > 1 or centers.shape[1:] != (2,) or parts.shape[1:] != (16, 2):
+        raise DataError(
+            f"{path}: the h5 datasets disagree: center {centers.shape}, scale {scales.shape}, part "
+            f"{parts.shape}, imgname ({len(names)},)"
+            + ("" if head_sizes is None else f", normalize {head_sizes.shape}")
+            + "; expected (N, 2), (N,), (N, 16, 2) and (N,)"
+        )
     records = []
     for index, name in enumerate(names):
+        check_box(path, index, name, centers[index], float(scales[index]))
         extra: dict = {"annotation_index": index}
         if head_sizes is not None:
             extra["head_size"] = head_sizes[index]
         annotated = (parts[index] != 0).any(axis=1)
+        check_joints(path, index, name, parts[index], annotated)
         records.append(
             _record(image_dir / name, centers[index] - 1, scales[index], parts[index] - 1, annotated, extra)
         )
@@ -164,6 +210,7 @@ class MPIIDataset(TopDownDataset):
     ) -> None:
         self.root = Path(root).expanduser().resolve()
         self.split = split
+        self.annotation_path = annotation_path(self.root, split, annotation_format, annotation_file)
         records = load_mpii_records(self.root, split, annotation_format, annotation_file)
         if subset is not None:
             records = records[: int(subset)]
@@ -187,7 +234,8 @@ class MPIIDataset(TopDownDataset):
             joints = np.stack([record.joints for record in self.records]) + 1.0
             annotated = np.stack([record.joints_vis for record in self.records]) > 0
             head_sizes = np.array([record.extra["head_size"] for record in self.records])
-            return PCKhGroundTruth(joints, annotated, head_sizes), "h5 annotations (part + normalize)"
+            gt = PCKhGroundTruth(joints, annotated, head_sizes, source=f"{self.annotation_path} (normalize)")
+            return gt, "h5 annotations (part + normalize)"
         raise DataError(
             f"cannot compute PCKh: no head sizes. Put HRNet's gt_{self.split}.mat at {gt_path} (or set gt_file), "
             "or use h5 annotations that carry 'normalize'; JSON annotations have no head boxes"

@@ -372,3 +372,88 @@ def test_synthetic_generation_is_deterministic(tmp_path):
         assert (first / "annotations" / name).read_text() == (second / "annotations" / name).read_text()
     image = next((first / "images" / "train2017").iterdir())
     assert np.array_equal(read_image(image), read_image(second / "images" / "train2017" / image.name))
+
+
+def changed_annotations(coco_data: Path, tmp_path: Path, change) -> tuple[dict, Path]:
+    """A build_dataset section on a changed copy of the sample annotations (the real images are read in place)."""
+    document = json.loads((coco_data / SAMPLE["ann_file"]).read_text())
+    change(document)
+    path = tmp_path / "person_keypoints_val2017.json"
+    path.write_text(json.dumps(document))
+    section = {
+        "name": "coco",
+        "root": str(tmp_path),
+        "ann_file": str(path),
+        "image_dir": str(coco_data / "images" / "val2017"),
+    }
+    return section, path
+
+
+@pytest.mark.parametrize(
+    ("bbox", "expected"),
+    [
+        ([float("nan"), 139.06, 140.05, 154.21], "bbox that is not 4 finite numbers"),
+        ([257.76, 139.06, 0.5, 0.5], "person box of zero size"),
+        ([257.76, 139.06, -20.0, -30.0], "person box of zero size"),
+        ([257.76, 139.06, 140.05], "bbox that is not 4 finite numbers"),
+    ],
+)
+def test_degenerate_box_names_the_file_and_annotation(coco_data, tmp_path, bbox, expected):
+    def change(document):
+        document["annotations"][2]["bbox"] = bbox  # annotation 230195 of image 000000040083.jpg
+
+    section, path = changed_annotations(coco_data, tmp_path, change)
+    before = path.read_bytes()
+    with pytest.raises(
+        DataError, match=rf"{path}: annotation 230195 \(image 000000040083.jpg\) has .*{expected}"
+    ):
+        build_dataset(section, "valid", False)
+    assert path.read_bytes() == before
+
+
+def test_wrong_keypoint_count_and_nan_keypoints_are_named(coco_data, tmp_path):
+    def short(document):
+        document["annotations"][0]["keypoints"] = document["annotations"][0]["keypoints"][:36]
+
+    section, path = changed_annotations(coco_data, tmp_path, short)
+    with pytest.raises(DataError, match=rf"{path}: annotation 442619 .* 36 keypoint values, expected 51"):
+        build_dataset(section, "valid", False)
+
+    def nan(document):
+        document["annotations"][1]["keypoints"][4] = float("nan")
+
+    section, path = changed_annotations(coco_data, tmp_path, nan)
+    with pytest.raises(DataError, match=rf"{path}: annotation 198196 .* NaN or infinite keypoints"):
+        build_dataset(section, "valid", False)
+
+
+@pytest.mark.parametrize("emptied", ["no keypoints", "no annotations"])
+def test_split_without_persons_is_called_empty(coco_data, tmp_path, emptied):
+    def change(document):
+        if emptied == "no annotations":
+            document["annotations"] = []
+        for ann in document["annotations"]:
+            ann["keypoints"] = [0] * 51
+            ann["num_keypoints"] = 0
+
+    section, path = changed_annotations(coco_data, tmp_path, change)
+    with pytest.raises(DataError, match=rf"the COCO val2017 split is empty: {path} has no person annotation"):
+        build_dataset(section, "valid", False)
+    with pytest.raises(DataError, match="split is empty"):
+        build_dataset({**section, "subset": 2}, "valid", False)
+
+
+def test_nan_detection_names_the_detection_file_and_entry(coco_data, tmp_path):
+    detections = json.loads((coco_data / DETECTIONS).read_text())
+    detections[7]["bbox"][2] = float("nan")
+    path = tmp_path / "detections.json"
+    path.write_text(json.dumps(detections))
+    section = {**SAMPLE, "root": str(coco_data), "use_gt_boxes": False, "detection_file": str(path)}
+    with pytest.raises(
+        DataError, match=rf"{path}: entry 7 \(image_id \d+\) needs a bbox of 4 finite numbers"
+    ):
+        build_dataset(section, "valid", False)
+    weak = [{**d, "score": 0.01} for d in detections[:3]]
+    path.write_text(json.dumps(weak))
+    with pytest.raises(DataError, match=rf"split is empty: .* no person detection .* score >= 0.5 in {path}"):
+        build_dataset({**section, "det_score_threshold": 0.5}, "valid", False)

@@ -178,3 +178,109 @@ def test_bad_files_raise_data_error(sample_files, tmp_path):
     )
     with pytest.raises(DataError, match="123456789"):
         evaluate_results_file(foreign, ann_path)
+
+
+def write_results(tmp_path: Path, results: list, name: str = "results.json") -> Path:
+    path = tmp_path / name
+    path.write_text(json.dumps(results))
+    return path
+
+
+def real_results(sample_files) -> list[dict]:
+    return json.loads(sample_files[0].read_text())
+
+
+@pytest.mark.parametrize("count", [34, 50, 54])
+def test_wrong_keypoint_count_names_the_entry_and_the_expected_count(sample_files, tmp_path, count):
+    results = real_results(sample_files)
+    values = results[3]["keypoints"]
+    results[3]["keypoints"] = (values * 2)[:count]
+    path = write_results(tmp_path, results)
+    before = path.read_bytes()
+    with pytest.raises(DataError) as caught:
+        evaluate_results_file(path, sample_files[1])
+    message = str(caught.value)
+    assert str(path) in message and "entry 3 (image_id" in message
+    assert f"{count} keypoint values" in message and "17 keypoints" in message and "expected 51" in message
+    assert path.read_bytes() == before
+
+
+def test_entry_without_score_is_named(sample_files, tmp_path):
+    results = real_results(sample_files)
+    del results[5]["score"]
+    path = write_results(tmp_path, results)
+    with pytest.raises(DataError, match=rf"{path}: entry 5 has no 'score'"):
+        evaluate_results_file(path, sample_files[1])
+    assert evaluate_results_file(path, sample_files[1], nms=True)["AP"] > 0.5  # --nms: box score 1
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"keypoints": [float("nan")] * 51}, "NaN or infinite"),
+        ({"keypoints": "1 2 3"}, "list of numbers"),
+        ({"score": None}, "score must be a finite number"),
+        ({"category_id": 2}, "category_id 2 is not a keypoint category"),
+        ({"image_id": [785]}, "image_id must be an integer id"),
+        ({"image_id": 123456789}, "names image_id 123456789, which .* does not have"),
+    ],
+)
+def test_malformed_entries_are_named(sample_files, tmp_path, change, expected):
+    results = real_results(sample_files)
+    results[2].update(change)
+    path = write_results(tmp_path, results)
+    with pytest.raises(DataError, match=rf"{path}.*entry 2.*{expected}"):
+        evaluate_results_file(path, sample_files[1])
+
+
+def test_empty_results_file_is_an_error_not_ap_zero(sample_files, tmp_path):
+    path = write_results(tmp_path, [])
+    with pytest.raises(DataError, match=rf"results file {path} holds no results"):
+        evaluate_results_file(path, sample_files[1])
+
+
+def test_unreadable_annotation_and_results_files(sample_files, tmp_path):
+    results_path, ann_path = sample_files
+    with pytest.raises(DataError, match=rf"{results_path} is not a COCO annotation file.*--results"):
+        evaluate_results_file(results_path, results_path)  # the two files swapped
+    no_keypoints = tmp_path / "instances.json"
+    document = json.loads(ann_path.read_text())
+    document["categories"] = [{"id": 1, "name": "person", "supercategory": "person"}]
+    no_keypoints.write_text(json.dumps(document))
+    with pytest.raises(DataError, match="defines no keypoint category"):
+        evaluate_results_file(results_path, no_keypoints)
+    binary = tmp_path / "binary.json"
+    binary.write_bytes(b"\xff\xfe\x00\x01 not text")
+    with pytest.raises(DataError, match=rf"results file {binary} is not a JSON text file"):
+        evaluate_results_file(binary, ann_path)
+    with pytest.raises(DataError, match=rf"COCO annotation file {binary} is not a JSON text file"):
+        evaluate_results_file(results_path, binary)
+    with pytest.raises(DataError, match=rf"results file {tmp_path} is a folder"):
+        evaluate_results_file(tmp_path, ann_path)
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"images": [')
+    with pytest.raises(DataError, match=rf"COCO annotation file {broken} is not valid JSON"):
+        evaluate_results_file(results_path, broken)
+    with pytest.raises(DataError, match=rf"COCO annotation file not found: {tmp_path / 'nope.json'}"):
+        evaluate_results_file(results_path, tmp_path / "nope.json")
+    (tmp_path / "zero.json").write_bytes(b"")
+    with pytest.raises(DataError, match=r"results file .*zero.json is empty \(0 bytes\)"):
+        evaluate_results_file(tmp_path / "zero.json", ann_path)
+
+
+def test_bad_results_on_the_command_line_are_one_paragraph(sample_files, tmp_path, capsys):
+    from utils.cli import evaluate_main, run_cli
+
+    results = real_results(sample_files)
+    results[0]["keypoints"] = results[0]["keypoints"][:34]
+    path = write_results(tmp_path, results)
+    for args in (
+        ["--results", str(path), "--ann", str(sample_files[1])],
+        ["--results", str(write_results(tmp_path, [], "empty.json")), "--ann", str(sample_files[1])],
+        ["--results", str(tmp_path / "missing.json"), "--ann", str(sample_files[1])],
+        ["--results", str(sample_files[0]), "--ann", str(tmp_path / "missing.json")],
+    ):
+        assert run_cli(evaluate_main, args) == 2
+        captured = capsys.readouterr()
+        assert captured.err.startswith("error: ") and captured.err.count("\n") == 1, captured.err
+        assert "Traceback" not in captured.err and captured.out == ""

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from models.registry import build_model
-from utils.config import load_config, save_config
+from utils.config import load_config, read_yaml, save_config
 from utils.errors import ConfigError
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
@@ -103,3 +103,148 @@ def test_unusable_device_is_a_config_error() -> None:
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="CUDA is not available"):
             make_runtime("cuda")
+
+
+BASELINE = EXPERIMENTS / "mpii" / "hg4_baseline.yaml"
+
+
+@pytest.mark.parametrize(
+    ("override", "shown"),
+    [
+        ("train.lr=-1", "-1.0"),
+        ("train.lr=0", "0.0"),
+        ("train.lr=.nan", "nan"),
+        ("train.lr=nan", "nan"),
+        ("train.lr=.inf", "inf"),
+        ("train.weight_decay=-1e-4", "-0.0001"),
+        ("train.weight_decay=.nan", "nan"),
+        ("train.momentum=1.5", "1.5"),
+        ("train.lr_factor=0", "0.0"),
+        ("train.betas=[0.9]", "[0.9]"),
+        ("train.betas=[0.9, 1.0]", "1.0"),
+        ("train.lr_steps=[90, -1]", "-1"),
+        ("train.epochs=0", "0"),
+        ("train.epochs=-5", "-5"),
+        ("train.batch_size=0", "0"),
+        ("train.val_every=0", "0"),
+        ("train.iters_per_epoch=0", "0"),
+        ("seed=-1", "-1"),
+    ],
+)
+def test_out_of_range_values_name_the_key_and_the_value(override: str, shown: str) -> None:
+    key = override.split("=")[0]
+    with pytest.raises(ConfigError) as caught:
+        load_config(BASELINE, [override])
+    message = str(caught.value)
+    assert message.startswith(f"--set {override}: {key}") and f"got {shown}" in message
+    assert "\n" not in message
+
+
+def write_child(tmp_path: Path, text: str) -> Path:
+    """A yaml in tmp_path that starts from the baseline experiment."""
+    path = tmp_path / "child.yaml"
+    path.write_text(f"base: {BASELINE}\n{text}")
+    return path
+
+
+def test_a_bad_value_in_the_file_names_the_file(tmp_path: Path) -> None:
+    path = write_child(tmp_path, "train:\n  lr: -0.001\n")
+    before = path.read_text()
+    with pytest.raises(ConfigError, match=rf"^{path}: train.lr must be a positive finite number.*got -0.001"):
+        load_config(path, ["train.epochs=3"])  # an override of another key does not take the blame
+    assert path.read_text() == before
+
+
+def test_override_errors_name_the_override_not_the_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(BASELINE, ["train.lr=abc"])
+    assert str(caught.value) == "--set train.lr=abc: train.lr must be float, got 'abc'"
+    with pytest.raises(ConfigError, match=r"^--set train.lrr=1: unknown key 'train.lrr' \(did you mean 'lr'"):
+        load_config(BASELINE, ["train.lrr=1"])
+    with pytest.raises(ConfigError, match=r"^--set model.name=hourglas: .*did you mean 'hourglass'"):
+        load_config(BASELINE, ["model.name=hourglas"])
+    with pytest.raises(ConfigError, match=r"^--set data.sigmaa=3: data.sigmaa: unknown key"):
+        load_config(BASELINE, ["data.sigmaa=3"])
+    with pytest.raises(ConfigError, match=r"^--set tset.flip=false: unknown top-level key 'tset'"):
+        load_config(BASELINE, ["tset.flip=false"])
+    with pytest.raises(ConfigError, match=r"^--set train.betas=\[0.9, x\]: train.betas\[1\] must be float"):
+        load_config(BASELINE, ["train.betas=[0.9, x]"])
+    with pytest.raises(ConfigError, match=r"^--set train.lr.x=1: 'train.lr' is a value"):
+        load_config(BASELINE, ["train.lr.x=1"])
+    path = write_child(tmp_path, "train:\n  lr: abc\n")  # the file's own bad value still names the file
+    with pytest.raises(ConfigError, match=rf"^{path}: train.lr must be float"):
+        load_config(path, ["train.epochs=3"])
+
+
+def test_a_later_section_override_takes_the_blame() -> None:
+    with pytest.raises(ConfigError, match=r"^--set train=\{lr: abc\}: train.lr must be float"):
+        load_config(BASELINE, ["train.lr=1e-3", "train={lr: abc}"])
+    with pytest.raises(ConfigError, match=r"^--set train=3: 'train' must be a mapping"):
+        load_config(BASELINE, ["train=3"])
+
+
+def test_builder_errors_can_be_blamed_on_their_override() -> None:
+    config = load_config(BASELINE, ["model.num_stacks=0"])
+    with pytest.raises(ConfigError) as caught:
+        build_model(config.model)
+    blamed = config.origin.blame(caught.value)
+    assert str(blamed).startswith("--set model.num_stacks=0: model.num_stacks") and blamed.key == (
+        "model.num_stacks"
+    )
+    from_file = load_config(BASELINE).origin.blame(ConfigError("model.depth: must be positive"))
+    assert str(from_file) == f"{BASELINE}: model.depth: must be positive"
+
+
+def test_overrides_on_the_command_line_are_one_paragraph(capsys: pytest.CaptureFixture) -> None:
+    from utils.cli import run_cli, train_main
+
+    status = run_cli(
+        lambda argv: train_main("mpii", argv), ["--config", str(BASELINE), "--set", "train.lr=abc"]
+    )
+    stderr = capsys.readouterr().err
+    assert status == 2 and stderr == "error: --set train.lr=abc: train.lr must be float, got 'abc'\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "lines"),
+    [
+        ("train:\n  lr: 1.0e-3\ntest:\n  flip: true\ntrain:\n  epochs: 3\n", "'train'", "lines 2 and 6"),
+        ("train:\n  lr: 1.0e-3\n  epochs: 3\n  lr: 2.0e-3\n", "'train.lr'", "lines 3 and 5"),
+        ("seed: 1\nseed: 2\nseed: 3\n", "'seed' is given 3 times", "lines 2, 3 and 4"),
+        ("train:\n  betas: [0.9, 0.99]\ntest: {flip: true, flip: false}\n", "'test.flip'", "4:8 and 4:20"),
+    ],
+)
+def test_a_key_given_twice_names_the_file_key_and_lines(
+    tmp_path: Path, text: str, key: str, lines: str
+) -> None:
+    path = write_child(tmp_path, text)
+    before = path.read_text()
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: {key}") and lines in message and "\n" not in message
+    assert path.read_text() == before
+
+
+def test_a_key_given_twice_in_a_base_file_names_the_base(tmp_path: Path) -> None:
+    base = tmp_path / "base.yaml"
+    base.write_text(
+        BASELINE.read_text().replace("base: _defaults.yaml", f"base: {EXPERIMENTS / 'mpii'}/_defaults.yaml")
+        + "loss:\n  name: mse\n"
+    )
+    child = tmp_path / "child.yaml"
+    child.write_text("base: base.yaml\ntrain:\n  epochs: 2\n")
+    with pytest.raises(ConfigError, match=rf"^{base}: 'loss' is given twice, on lines \d+ and \d+"):
+        load_config(child)
+
+
+def test_yaml_merge_keys_and_aliases_are_not_duplicates(tmp_path: Path) -> None:
+    path = tmp_path / "merged.yaml"
+    path.write_text(
+        "a: &common {flip: false, batch_size: 4}\nb:\n  <<: *common\n  batch_size: 8\nc: *common\n"
+    )
+    assert read_yaml(path) == {
+        "a": {"flip": False, "batch_size": 4},
+        "b": {"flip": False, "batch_size": 8},  # the merged key overridden: yaml's rule, not a duplicate
+        "c": {"flip": False, "batch_size": 4},
+    }

@@ -268,3 +268,130 @@ def test_config_errors(mpii_data):
     with pytest.raises(ConfigError, match="split"):
         build_dataset(sample_section(mpii_data, split="train"), "valid", False)
     assert "mpii" in DATASETS.names()
+
+
+def copied_root(tmp_path, mpii_data, entries=None, name="valid.json"):
+    """A dataset root in tmp_path with (changed) sample annotations and an empty images folder."""
+    (tmp_path / "annot").mkdir(exist_ok=True)
+    (tmp_path / "images").mkdir(exist_ok=True)
+    if entries is None:
+        entries = json.loads((mpii_data / "annot" / "sample.json").read_text())
+    path = tmp_path / "annot" / name
+    path.write_text(json.dumps(entries))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        ("scale", float("nan"), "has scale nan"),
+        ("scale", 0.0, "has scale 0.0"),
+        ("scale", -1.5, "has scale -1.5"),
+        ("center", [float("nan"), 300.0], r"has centre \[nan, 300.0\]"),
+        ("center", [float("inf"), 300.0], r"has centre \[inf, 300.0\]"),
+        ("center", [10.0, 20.0, 30.0], r"has centre \[10.0, 20.0, 30.0\]"),
+    ],
+)
+def test_degenerate_json_box_names_the_file_and_person(
+    tmp_path, mpii_data, sample_entries, field, value, expected
+):
+    entries = [dict(entry) for entry in sample_entries]
+    entries[2][field] = value
+    path = copied_root(tmp_path, mpii_data, entries)
+    before = path.read_bytes()
+    with pytest.raises(DataError, match=rf"{path}: person 2 \(image {entries[2]['image']}\) {expected}"):
+        load_mpii_records(tmp_path, "valid")
+    assert path.read_bytes() == before
+
+
+def test_nan_annotated_joint_names_the_joint(tmp_path, mpii_data, sample_entries):
+    entries = [dict(entry) for entry in sample_entries]
+    entries[1]["joints"] = [list(joint) for joint in entries[1]["joints"]]
+    entries[1]["joints"][11][0] = float("nan")
+    copied_root(tmp_path, mpii_data, entries)
+    with pytest.raises(DataError, match=r"person 1 .* NaN or infinite r_elbow joint"):
+        load_mpii_records(tmp_path, "valid")
+
+
+@pytest.mark.parametrize("split", ["valid", "train"])
+def test_empty_split_is_named(tmp_path, mpii_data, split):
+    path = copied_root(tmp_path, mpii_data, [], name=f"{split}.json")
+    with pytest.raises(DataError, match=rf"{path} holds no persons: the {split} split is empty"):
+        load_mpii_records(tmp_path, split)
+    with pytest.raises(DataError, match="split is empty"):
+        MPIIDataset(tmp_path, split, train=split == "train", codec=HeatmapCodec((64, 64), (16, 16), 2.0))
+
+
+def test_json_that_is_not_a_list(tmp_path, mpii_data):
+    path = copied_root(tmp_path, mpii_data, {"persons": []})
+    with pytest.raises(DataError, match=rf"{path}: expected a JSON list of persons"):
+        load_mpii_records(tmp_path, "valid")
+
+
+def write_h5(path, source, rows, **changes):
+    """The first ``rows`` persons of the real valid.h5, with some datasets replaced."""
+    import h5py
+
+    with h5py.File(source, "r") as h5:
+        data = {key: h5[key][:rows] for key in ("center", "scale", "part", "imgname", "normalize")}
+    data.update(changes)
+    with h5py.File(path, "w") as h5:
+        for key, value in data.items():
+            h5[key] = value
+    return data
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ("scale", "has scale 0.0"),
+        ("center", r"has centre \[nan, "),
+        ("part", "has a NaN or infinite l_wrist joint"),
+    ],
+)
+def test_degenerate_h5_person_is_named(tmp_path, mpii_data, change, expected):
+    (tmp_path / "annot").mkdir()
+    (tmp_path / "images").mkdir()
+    path = tmp_path / "annot" / "valid.h5"
+    data = write_h5(path, mpii_data / "annot" / "valid.h5", 6)
+    value = data[change].astype(np.float64)
+    if change == "scale":
+        value[4] = 0.0
+    elif change == "center":
+        value[4, 0] = np.nan
+    else:
+        value[4, 15, 1] = np.nan
+    write_h5(path, mpii_data / "annot" / "valid.h5", 6, **{change: value})
+    before = path.read_bytes()
+    image = data["imgname"][4].decode()
+    with pytest.raises(DataError, match=rf"{path}: person 4 \(image {image}\) {expected}"):
+        load_mpii_records(tmp_path, "valid", annotation_format="h5")
+    assert path.read_bytes() == before
+
+
+def test_h5_of_disagreeing_lengths_and_empty_h5(tmp_path, mpii_data):
+    (tmp_path / "annot").mkdir()
+    (tmp_path / "images").mkdir()
+    path = tmp_path / "annot" / "valid.h5"
+    data = write_h5(path, mpii_data / "annot" / "valid.h5", 6)
+    write_h5(path, mpii_data / "annot" / "valid.h5", 6, scale=data["scale"][:5])
+    with pytest.raises(DataError, match=r"h5 datasets disagree: center \(6, 2\), scale \(5,\)"):
+        load_mpii_records(tmp_path, "valid", annotation_format="h5")
+    write_h5(path, mpii_data / "annot" / "valid.h5", 0)
+    with pytest.raises(DataError, match="the valid split is empty"):
+        load_mpii_records(tmp_path, "valid", annotation_format="h5")
+
+
+def test_bad_head_size_in_the_h5_names_it(tmp_path, mpii_data):
+    (tmp_path / "annot").mkdir()
+    (tmp_path / "images").mkdir()
+    path = tmp_path / "annot" / "valid.h5"
+    data = write_h5(path, mpii_data / "annot" / "valid.h5", 6)
+    normalize = data["normalize"].astype(np.float64)
+    normalize[2] = 0.0
+    write_h5(path, mpii_data / "annot" / "valid.h5", 6, normalize=normalize)
+    dataset = MPIIDataset(
+        tmp_path, "valid", train=False, annotation_format="h5", codec=HeatmapCodec((64, 64), (16, 16), 2.0)
+    )
+    with pytest.raises(DataError, match=rf"{path} \(normalize\): 1 of 6 persons have a head size .*person 2"):
+        dataset.evaluate(np.zeros((6, 16, 2)), None)

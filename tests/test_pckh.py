@@ -170,3 +170,114 @@ def test_gt_file_round_trip_and_bad_files(tmp_path, detections):
         load_gt_mat(tmp_path / "junk.mat")
     with pytest.raises(DataError, match="persons"):
         evaluate_prediction_file(path, tmp_path / "gt.mat")
+
+
+def corrupted_copy(tmp_path, content, **fields):
+    """The real ground truth with some fields replaced, written to tmp_path (the shared file is never touched)."""
+    path = tmp_path / "gt_valid.mat"
+    clean = {key: value for key, value in content.items() if not key.startswith("__")}
+    scipy.io.savemat(str(path), {**clean, **fields})
+    return path
+
+
+def load_and_keep(path):
+    """load_gt_mat's DataError message, checking the file was left as it was."""
+    before = path.read_bytes()
+    with pytest.raises(DataError) as caught:
+        load_gt_mat(path)
+    assert path.read_bytes() == before
+    message = str(caught.value)
+    assert message.startswith(str(path)) and "\n" not in message
+    return message
+
+
+def test_head_boxes_of_another_number_of_persons(detections, tmp_path):
+    _, content = detections
+    path = corrupted_copy(tmp_path, content, headboxes_src=content["headboxes_src"][:, :, :-3])
+    message = load_and_keep(path)
+    assert "headboxes_src 2955" in message and "pos_gt_src 2958" in message
+
+
+def test_head_boxes_of_another_shape(detections, tmp_path):
+    _, content = detections
+    path = corrupted_copy(tmp_path, content, headboxes_src=content["headboxes_src"].reshape(4, 1, -1))
+    assert "field headboxes_src has shape (4, 1, 2958), expected (2,2,N)" in load_and_keep(path)
+
+
+@pytest.mark.parametrize(
+    ("person", "corner", "value", "what"),
+    [
+        (17, (1, 0), None, "zero or negative width or height"),  # x2 = x1: zero width
+        (5, (1, 1), -1.0, "zero or negative width or height"),  # y2 far above y1: negative height
+        (3, (0, 0), float("nan"), "NaN"),
+    ],
+)
+def test_unusable_head_box_names_the_first_bad_person(detections, tmp_path, person, corner, value, what):
+    _, content = detections
+    boxes = content["headboxes_src"].copy()
+    boxes[1, 0, person + 1] = boxes[0, 0, person + 1]  # a second, later bad box: the first is named
+    if value is None:
+        boxes[corner[0], corner[1], person] = boxes[0, 0, person]
+    else:
+        boxes[corner[0], corner[1], person] = value
+    message = load_and_keep(corrupted_copy(tmp_path, content, headboxes_src=boxes))
+    assert "field headboxes_src: 2 of 2958 head boxes" in message
+    assert f"person {person} (MATLAB column {person + 1})" in message and what in message
+
+
+def test_nan_annotated_joint_is_named(detections, tmp_path):
+    _, content = detections
+    joints = content["pos_gt_src"].copy()
+    joints[12, 0, 40] = np.nan
+    assert not content["jnt_missing"][12, 40]
+    message = load_and_keep(corrupted_copy(tmp_path, content, pos_gt_src=joints))
+    assert "1 annotated joints are NaN" in message and "person 40, joint rsho" in message
+
+
+def test_nan_predictions_are_counted_and_refused(detections, tmp_path):
+    path, content = detections
+    preds = to_rows(content["pos_pred_src"]).copy()
+    preds[7, [3, 9], 0] = np.nan
+    preds[100, 15, 1] = np.inf
+    pred_path = tmp_path / "pred.mat"
+    scipy.io.savemat(str(pred_path), {"preds": preds})
+    before = pred_path.read_bytes()
+    with pytest.raises(DataError) as caught:
+        evaluate_prediction_file(pred_path, path)
+    message = str(caught.value)
+    assert message.startswith(
+        f"{pred_path}: 'preds' has NaN or infinite coordinates for 3 joints of 2 of 2958"
+    )
+    assert "first: person 7, joint lhip" in message
+    assert pred_path.read_bytes() == before
+
+
+def test_bad_files_on_the_command_line_are_one_paragraph(detections, tmp_path, capsys):
+    from utils.cli import evaluate_main, run_cli
+
+    path, content = detections
+    boxes = content["headboxes_src"].copy()
+    boxes[1, 1, 0] = boxes[0, 1, 0]
+    bad_gt = corrupted_copy(tmp_path, content, headboxes_src=boxes)
+    (tmp_path / "junk.mat").write_bytes(b"not a mat file")
+    (tmp_path / "zero.mat").write_bytes(b"")
+    cells = np.empty((2,), dtype=object)
+    cells[:] = ["a", np.zeros(3)]
+    scipy.io.savemat(str(tmp_path / "cells.mat"), {"preds": cells})
+    cases = {  # (--preds, --gt): what the message says
+        (path, bad_gt): "field headboxes_src: 1 of 2958 head boxes are unusable",
+        (tmp_path / "missing.mat", path): "prediction file not found",
+        (path, tmp_path / "missing.mat"): "PCKh ground-truth file not found",
+        (tmp_path / "junk.mat", path): "cannot read prediction file",
+        (path, tmp_path): "is a folder",
+        (tmp_path / "zero.mat", path): "zero.mat is empty (0 bytes)",
+        (tmp_path / "cells.mat", path): "field preds does not hold a numeric array",
+    }
+    for (preds, gt), expected in cases.items():
+        assert run_cli(evaluate_main, ["--preds", str(preds), "--gt", str(gt)]) == 2
+        captured = capsys.readouterr()
+        assert captured.err.startswith("error: ") and captured.err.count("\n") == 1, captured.err
+        assert expected in captured.err and "Traceback" not in captured.err and captured.out == ""
+    with pytest.raises(SystemExit) as caught:
+        evaluate_main(["--preds", str(path), "--gt", str(path), "--threshold", "0"])
+    assert caught.value.code == 2 and "--threshold must be a positive number" in capsys.readouterr().err

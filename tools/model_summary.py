@@ -22,10 +22,10 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
-import yaml  # noqa: E402
 
 from models.registry import build_model  # noqa: E402
 from utils.cli import one_paragraph  # noqa: E402
+from utils.config import read_yaml  # noqa: E402
 from utils.errors import UserError  # noqa: E402
 from utils.flops import count_params, layer_macs, part_counts  # noqa: E402
 
@@ -38,10 +38,7 @@ def read_config(path: Path) -> tuple[dict[str, Any], tuple[int, int] | None]:
     """
     if not path.is_file():
         raise UserError(f"config not found: {path}")
-    try:
-        config = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
-        raise UserError(f"{path}: not valid yaml: {error}") from None
+    config = read_yaml(path) or {}  # invalid yaml or a key given twice: a ConfigError naming the file
     if not isinstance(config, dict):
         raise UserError(f"{path}: expected a mapping at the top level")
     if "base" in config:

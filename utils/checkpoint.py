@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -35,16 +36,33 @@ def save_checkpoint(state: dict[str, Any], path: Path) -> None:
             os.unlink(tmp_name)
 
 
+ZIP_MAGIC = b"PK\x03\x04"  # torch.save writes a zip archive (since torch 1.6)
+WRAPPER_PREFIXES = ("module.", "_orig_mod.")  # DDP / DataParallel, torch.compile
+
+
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a checkpoint safely (no arbitrary unpickling); a missing or unreadable file is a CheckpointError."""
+    """Read a checkpoint safely (no arbitrary unpickling); a missing, empty, cut-off or foreign file is a CheckpointError."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
+    size = path.stat().st_size
+    if size == 0:
+        raise CheckpointError(
+            f"checkpoint {path} is empty (0 bytes): the copy or download that made it did not finish, "
+            "or the disk was full; copy it again, or use another checkpoint of the run (best.pth, last.pth)"
+        )
+    _check_complete(path, size)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises several types for truncated or foreign files
+    except Exception as error:  # torch raises several types for damaged or foreign files
+        if isinstance(error, EOFError) or "unexpected EOF" in str(error):  # zip-less (legacy) format
+            raise CheckpointError(
+                f"checkpoint {path} is truncated ({size} bytes, it ends early): the copy or download that "
+                "made it did not finish; copy it again, or use another checkpoint of the run"
+            ) from None
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise CheckpointError(
-            f"cannot read checkpoint {path}: {str(error).splitlines()[0]} "
+            f"cannot read checkpoint {path}: {reason} "
             "(is it a file written by this project's train_mpii.py / train_coco.py?)"
         ) from None
     if not isinstance(state, dict) or "model" not in state:
@@ -52,9 +70,47 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return state
 
 
+def _check_complete(path: Path, size: int) -> None:
+    """Refuse a zip-format checkpoint whose end is cut off (torch's own message talks of a miniz error)."""
+    with open(path, "rb") as handle:
+        head = handle.read(len(ZIP_MAGIC))
+    if head == ZIP_MAGIC and not zipfile.is_zipfile(path):
+        raise CheckpointError(
+            f"checkpoint {path} is truncated ({size} bytes, its zip archive has no end record): the copy "
+            "or download that made it did not finish; copy it again, or use another checkpoint of the run"
+        )
+
+
+def strip_wrapper_prefixes(state_dict: dict[str, Any]) -> dict[str, Any]:
+    """Keys without the wrappers' prefixes, so a wrapped model's weights fit the plain model.
+
+    Leading ``module.`` (DDP, DataParallel) and ``_orig_mod.`` (torch.compile) go in any order and number; an
+    inner ``._orig_mod.`` (a compiled submodule) goes too, since torch.compile reserves that name.
+    """
+    stripped = {}
+    for key, value in state_dict.items():
+        name = key
+        while name.startswith(WRAPPER_PREFIXES):
+            name = name.split(".", 1)[1]
+        stripped[name.replace("._orig_mod.", ".")] = value
+    return stripped
+
+
 def load_model_weights(model: nn.Module, state_dict: dict[str, torch.Tensor], source: str) -> None:
-    """Load weights strictly; on a mismatch, say in one paragraph which model the checkpoint belongs to."""
+    """Load weights strictly; on a mismatch, say in one paragraph which model the checkpoint belongs to.
+
+    Keys saved from a wrapped model (``module.`` of DDP/DataParallel, ``_orig_mod.`` of torch.compile) are
+    matched to the plain model's keys.
+    """
     own = model.state_dict()
+    if not any(key.startswith(WRAPPER_PREFIXES) or "._orig_mod." in key for key in own):
+        unwrapped = strip_wrapper_prefixes(state_dict)
+        if len(unwrapped) < len(state_dict):
+            raise CheckpointError(
+                f"checkpoint {source} holds the same weight twice, with and without a 'module.' or "
+                "'_orig_mod.' prefix; save the state_dict of the unwrapped model"
+            )
+        state_dict = unwrapped
     missing = [k for k in own if k not in state_dict]
     unexpected = [k for k in state_dict if k not in own]
     wrong_shape = [k for k in own if k in state_dict and own[k].shape != state_dict[k].shape]

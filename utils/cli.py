@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import sys
 from collections.abc import Callable, Sequence
@@ -151,6 +152,8 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
     if args.preds or args.gt:
         if not (args.preds and args.gt):
             parser.error("--preds and --gt go together")
+        if not (math.isfinite(args.threshold) and args.threshold > 0):
+            parser.error(f"--threshold must be a positive number (e.g. 0.5), got {args.threshold:g}")
         from utils.pckh import evaluate_prediction_file, format_pckh_table
 
         table = evaluate_prediction_file(args.preds, args.gt, threshold=args.threshold)

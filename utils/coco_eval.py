@@ -42,16 +42,60 @@ def _pycocotools_output(verbose: bool) -> Iterator[None]:
         yield
 
 
+def read_json(path: str | Path, what: str) -> Any:
+    """Parse a JSON file; a missing, empty, unreadable, non-UTF-8 or invalid file is a DataError naming it."""
+    path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{what} {path} is a folder, not a file")
+    if not path.is_file():
+        raise DataError(f"{what} not found: {path}")
+    if path.stat().st_size == 0:
+        raise DataError(f"{what} {path} is empty (0 bytes): an interrupted copy or export? write it again")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except UnicodeDecodeError:
+        raise DataError(f"{what} {path} is not a JSON text file (it is not UTF-8)") from None
+    except json.JSONDecodeError as error:
+        raise DataError(f"{what} {path} is not valid JSON: {error}") from None
+    except OSError as error:
+        raise DataError(f"cannot read {what} {path}: {error.strerror or error}") from None
+
+
 def load_coco(ann_path: str | Path, verbose: bool = False) -> COCO:
     """Load a COCO annotation file; a missing or malformed file raises DataError naming it."""
     ann_path = Path(ann_path)
-    if not ann_path.is_file():
-        raise DataError(f"COCO annotation file not found: {ann_path}")
+    document = read_json(ann_path, "COCO annotation file")
+    lists = ("images", "annotations", "categories")
+    if not isinstance(document, dict) or not all(isinstance(document.get(key), list) for key in lists):
+        hint = (
+            " It holds a list: is it a results file (pass it as --results)?"
+            if isinstance(document, list)
+            else ""
+        )
+        raise DataError(
+            f"{ann_path} is not a COCO annotation file: expected a JSON object with the lists "
+            f"'images', 'annotations' and 'categories'.{hint}"
+        )
+    coco = COCO()
+    coco.dataset = document
     try:
         with _pycocotools_output(verbose):
-            return COCO(str(ann_path))
-    except (json.JSONDecodeError, AssertionError, KeyError, TypeError) as error:
-        raise DataError(f"cannot read COCO annotation file {ann_path}: {error!r}") from error
+            coco.createIndex()
+    except (KeyError, TypeError) as error:
+        raise DataError(
+            f"cannot read COCO annotation file {ann_path}: an image, annotation or category lacks {error}"
+        ) from None
+    return coco
+
+
+def keypoint_counts(coco: COCO) -> dict[int, int]:
+    """Number of keypoints of each category of an annotation file that defines keypoints ({1: 17} for COCO)."""
+    return {
+        int(category["id"]): len(category["keypoints"])
+        for category in coco.dataset["categories"]
+        if isinstance(category.get("keypoints"), list) and category["keypoints"]
+    }
 
 
 def rescore(
@@ -159,30 +203,81 @@ def write_results_json(results: Sequence[dict[str, Any]], path: str | Path) -> P
 
 
 def read_json_list(path: str | Path, required: set[str], what: str, expected: str) -> list[dict[str, Any]]:
-    """A JSON file holding a list of objects with the ``required`` keys; DataError naming the file otherwise."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{what} not found: {path}")
-    try:
-        with open(path) as handle:
-            entries = json.load(handle)
-    except json.JSONDecodeError as error:
-        raise DataError(f"{what} {path} is not valid JSON: {error}") from error
-    if not isinstance(entries, list) or any(
-        not isinstance(e, dict) or not required <= e.keys() for e in entries
-    ):
-        raise DataError(f"{what} {path} is not in {expected}")
+    """A JSON file holding a list of objects with the ``required`` keys; DataError naming the file and entry otherwise."""
+    entries = read_json(path, what)
+    if not isinstance(entries, list):
+        raise DataError(f"{what} {path} is not in {expected} (it holds a JSON {type(entries).__name__})")
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            raise DataError(f"{what} {path}: entry {index} is not an object ({entry!r:.60}); {expected}")
+        absent = sorted(required - entry.keys())
+        if absent:
+            raise DataError(
+                f"{what} {path}: entry {index} has no {', '.join(repr(key) for key in absent)} "
+                f"(it has {', '.join(sorted(entry)) or 'no keys'}); {expected}"
+            )
     return entries
 
 
-def read_results_json(path: str | Path) -> list[dict[str, Any]]:
-    """Read a COCO keypoint results file (a JSON list of entries); raises DataError when it is not one."""
-    return read_json_list(
-        path,
-        {"image_id", "keypoints"},
-        "results file",
-        "COCO keypoint results format: expected a JSON list of {image_id, category_id, keypoints [x1, y1, s1, ...], score}",
-    )
+RESULTS_FORMAT = (
+    "COCO keypoint results format: expected a JSON list of "
+    "{image_id, category_id, keypoints [x1, y1, s1, ...], score}"
+)
+
+
+def read_results_json(
+    path: str | Path, keypoints_per_category: dict[int, int] | None = None, need_score: bool = True
+) -> list[dict[str, Any]]:
+    """Read a COCO keypoint results file; DataError naming the file and the first bad entry when it is not one.
+
+    Every entry needs image_id, category_id, keypoints (finite numbers, 3 per keypoint: the count of its
+    category in ``keypoints_per_category`` when given, e.g. from the annotation file) and a finite score
+    (unless ``need_score`` is False). A file with no entries is an error too: its AP would read as 0.
+    """
+    required = {"image_id", "category_id", "keypoints"} | ({"score"} if need_score else set())
+    results = read_json_list(path, required, "results file", RESULTS_FORMAT)
+    if not results:
+        raise DataError(
+            f"results file {path} holds no results (an empty list): nothing to score; was it written "
+            "before the predictions were made?"
+        )
+    for index, entry in enumerate(results):
+        where = f"results file {path}: entry {index} (image_id {entry['image_id']!r})"
+        for key in ("image_id", "category_id"):
+            if not isinstance(entry[key], int) or isinstance(entry[key], bool):
+                raise DataError(f"{where}: {key} must be an integer id, got {entry[key]!r}")
+        values = entry["keypoints"]
+        if not isinstance(values, list) or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in values
+        ):
+            raise DataError(f"{where}: keypoints must be a list of numbers [x1, y1, s1, ...]")
+        if not np.all(np.isfinite(np.asarray(values, dtype=np.float64))):
+            raise DataError(f"{where}: keypoints hold NaN or infinite values")
+        if "score" in entry and not (
+            isinstance(entry["score"], int | float)
+            and not isinstance(entry["score"], bool)
+            and np.isfinite(entry["score"])
+        ):
+            raise DataError(f"{where}: score must be a finite number, got {entry['score']!r}")
+        if keypoints_per_category is None:
+            if len(values) % 3:
+                raise DataError(f"{where}: {len(values)} keypoint values, not 3 (x, y, score) per keypoint")
+            continue
+        category = entry["category_id"]
+        if category not in keypoints_per_category:
+            known = ", ".join(str(c) for c in sorted(keypoints_per_category)) or "none"
+            raise DataError(
+                f"{where}: category_id {category!r} is not a keypoint category of the annotation file "
+                f"(its keypoint categories: {known})"
+            )
+        expected = 3 * keypoints_per_category[category]
+        if len(values) != expected:
+            raise DataError(
+                f"{where}: {len(values)} keypoint values, but category {category} has "
+                f"{keypoints_per_category[category]} keypoints in the annotation file: expected {expected} "
+                "(x, y, score for each)"
+            )
+    return results
 
 
 def _empty_results(coco_gt: COCO) -> COCO:
@@ -278,11 +373,26 @@ def evaluate_results_file(
     """COCO AP/AR of a results file against an annotation file; ``nms`` first rescores and OKS-NMSes per image.
 
     Without ``nms`` the file is scored as it is (identical to calling pycocotools directly). With ``nms`` each
-    entry's 'score' is taken as its box score (a raw dump of every box's prediction), and the area OKS-NMS
-    needs comes from 'area', 'scale' (padded box, x200), 'bbox' or, failing those, the keypoints' extent.
+    entry's 'score' is taken as its box score (a raw dump of every box's prediction; 1 when absent), and the
+    area OKS-NMS needs comes from 'area', 'scale' (padded box, x200), 'bbox' or, failing those, the keypoints'
+    extent. A malformed entry (keypoint count not 3 x its category's keypoints in the annotation file, no
+    score, an unknown image) or an empty file is a DataError naming the file and the entry.
     """
     coco_gt = load_coco(ann_path, verbose=verbose)
-    results = read_results_json(results_path)
+    counts = keypoint_counts(coco_gt)
+    if not counts:
+        raise DataError(
+            f"COCO annotation file {ann_path} defines no keypoint category (no 'keypoints' list in "
+            "'categories'): is it a detection or captions file instead of person_keypoints_*.json?"
+        )
+    results = read_results_json(results_path, counts, need_score=not nms)
+    known = set(coco_gt.getImgIds())
+    for index, entry in enumerate(results):
+        if entry["image_id"] not in known:
+            raise DataError(
+                f"results file {results_path}: entry {index} names image_id {entry['image_id']!r}, which "
+                f"{ann_path} does not have (results of another split or data set?)"
+            )
     if nms:
         results = nms_results(results, oks_threshold, keypoint_score_threshold)
     return coco_keypoint_eval(coco_gt, results, verbose=verbose)

@@ -13,6 +13,10 @@ class UserError(Exception):
 class ConfigError(UserError):
     """An experiment config is invalid: unknown key, wrong type or value."""
 
+    def __init__(self, message: str, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key  # the dotted config key at fault (e.g. 'train.lr'), when known
+
 
 class DataError(UserError):
     """A dataset file or folder is missing or unreadable."""

@@ -11,7 +11,7 @@ from datasets.codec import HeatmapCodec
 from datasets.registry import DATASETS, build_codec, build_dataset, skeleton_of
 from models.registry import build_model
 from utils.checkpoint import load_checkpoint, load_model_weights
-from utils.config import ExperimentConfig, apply_override, config_from_dict, load_config
+from utils.config import ExperimentConfig, config_with_overrides, load_config
 from utils.engine import evaluate_heads, predict
 from utils.errors import ConfigError
 from utils.model_checks import check_input_size, model_section_for
@@ -51,9 +51,12 @@ def evaluate_checkpoint(
     make_folder(output_dir, "--output-dir")
 
     skeleton = skeleton_of(data)
-    model_section = model_section_for(state.get("model_config") or config.model, skeleton.num_joints)
     codec = build_codec(data)
-    check_input_size(model_section, codec)
+    try:
+        model_section = model_section_for(state.get("model_config") or config.model, skeleton.num_joints)
+        check_input_size(model_section, codec)
+    except ConfigError as error:
+        raise (config.origin.blame(error) if config.origin is not None else error) from None
     runtime = runtime_from_config(config.runtime)
     model = build_model(model_section)
     load_model_weights(model, state["model"], str(checkpoint))
@@ -97,10 +100,7 @@ def _config(
         return load_config(config_path, overrides)
     if "config" not in state:
         raise ConfigError(f"{checkpoint} carries no config: pass --config")
-    raw = dict(state["config"])
-    for item in overrides:
-        apply_override(raw, item)
-    return config_from_dict(raw, source=f"config saved in {checkpoint}")
+    return config_with_overrides(dict(state["config"]), overrides, source=f"config saved in {checkpoint}")
 
 
 def _pipeline_of_checkpoint(state: dict[str, Any], config: ExperimentConfig) -> dict[str, Any]:

@@ -13,7 +13,7 @@ truth divided by the head size (0.6 x the head box diagonal) is at most the thre
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -42,11 +42,16 @@ GT_MAT_KEYS = ("jnt_missing", "pos_gt_src", "headboxes_src")
 
 @dataclass
 class PCKhGroundTruth:
-    """Ground truth for PCKh: joints (N, 16, 2) 1-based, annotated mask (N, 16), head sizes (N,)."""
+    """Ground truth for PCKh: joints (N, 16, 2) 1-based, annotated mask (N, 16), head sizes (N,).
+
+    Shapes that disagree, a head size that is not a positive finite number, or an annotated joint that is not
+    finite are DataErrors naming ``source`` (the file the ground truth came from) and the first bad person.
+    """
 
     joints: np.ndarray
     annotated: np.ndarray
     head_sizes: np.ndarray
+    source: str = field(default="PCKh ground truth", compare=False)
 
     def __post_init__(self) -> None:
         self.joints = np.asarray(self.joints, dtype=np.float64)
@@ -54,13 +59,28 @@ class PCKhGroundTruth:
         self.head_sizes = np.asarray(self.head_sizes, dtype=np.float64).reshape(-1)
         n = len(self.joints)
         if (
-            self.joints.shape[1:] != (16, 2)
+            self.joints.ndim != 3
+            or self.joints.shape[1:] != (16, 2)
             or self.annotated.shape != (n, 16)
             or self.head_sizes.shape != (n,)
         ):
-            raise ValueError(
-                f"PCKh ground truth shapes disagree: joints {self.joints.shape}, annotated "
+            raise DataError(
+                f"{self.source}: the PCKh ground-truth shapes disagree: joints {self.joints.shape}, annotated "
                 f"{self.annotated.shape}, head sizes {self.head_sizes.shape} (expected (N,16,2), (N,16), (N,))"
+            )
+        bad = ~(np.isfinite(self.head_sizes) & (self.head_sizes > 0))
+        if bad.any():
+            first = int(np.argmax(bad))
+            raise DataError(
+                f"{self.source}: {int(bad.sum())} of {n} persons have a head size that is not a positive "
+                f"number (first: person {first}, head size {self.head_sizes[first]!r}); PCKh divides by it"
+            )
+        bad = (~np.isfinite(self.joints).all(axis=2)) & self.annotated
+        if bad.any():
+            first = int(np.argmax(bad.any(axis=1)))
+            raise DataError(
+                f"{self.source}: {int(bad.sum())} annotated joints are NaN or infinite (first: person {first}, "
+                f"joint {MPII_MAT_JOINT_NAMES[int(np.argmax(bad[first]))]}); mark them missing or fix them"
             )
 
     def __len__(self) -> int:
@@ -68,16 +88,20 @@ class PCKhGroundTruth:
 
     @classmethod
     def from_headboxes(
-        cls, joints: np.ndarray, annotated: np.ndarray, headboxes: np.ndarray
+        cls,
+        joints: np.ndarray,
+        annotated: np.ndarray,
+        headboxes: np.ndarray,
+        source: str = "PCKh ground truth",
     ) -> PCKhGroundTruth:
         """Build from head boxes (N, 2, 2) = [[x1, y1], [x2, y2]], as MPII annotates them."""
         headboxes = np.asarray(headboxes, dtype=np.float64)
         head_sizes = HEAD_SIZE_FACTOR * np.linalg.norm(headboxes[:, 1] - headboxes[:, 0], axis=1)
-        return cls(joints, annotated, head_sizes)
+        return cls(joints, annotated, head_sizes, source)
 
     def select(self, rows: np.ndarray) -> PCKhGroundTruth:
         """The ground truth of the given rows (e.g. the persons of a subset), in that order."""
-        return PCKhGroundTruth(self.joints[rows], self.annotated[rows], self.head_sizes[rows])
+        return PCKhGroundTruth(self.joints[rows], self.annotated[rows], self.head_sizes[rows], self.source)
 
 
 @dataclass
@@ -155,16 +179,34 @@ def format_pckh_table(table: dict[str, float], title: str = "") -> str:
 
 def _load_mat(path: str | Path, what: str) -> dict:
     path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{what} {path} is a folder, not a .mat file")
     if not path.is_file():
         raise DataError(f"{what} not found: {path}")
+    if path.stat().st_size == 0:
+        raise DataError(f"{what} {path} is empty (0 bytes): an interrupted copy or export? write it again")
     try:
         return scipy.io.loadmat(str(path))
     except Exception as error:  # scipy raises many types for a damaged file; all mean "unreadable"
         raise DataError(f"cannot read {what} {path} as a MATLAB .mat file: {error}") from error
 
 
+def _numbers(content: dict, key: str, path: str | Path) -> np.ndarray:
+    """A .mat field as a float array; a cell array, struct or text is a DataError naming the file and field."""
+    try:
+        return np.asarray(content[key], dtype=np.float64)
+    except (TypeError, ValueError):
+        raise DataError(
+            f"{path}: field {key} does not hold a numeric array (a cell array, struct or text instead)"
+        ) from None
+
+
 def load_gt_mat(path: str | Path) -> PCKhGroundTruth:
-    """Read a ``gt_valid.mat``-style file: jnt_missing (16, N), pos_gt_src (16, 2, N), headboxes_src (2, 2, N)."""
+    """Read a ``gt_valid.mat``-style file: jnt_missing (16, N), pos_gt_src (16, 2, N), headboxes_src (2, 2, N).
+
+    Fields of other shapes, head boxes with NaN or a zero or negative width or height, and NaN annotated joints
+    are DataErrors naming the file, the field and the first bad person (0-based, i.e. MATLAB column - 1).
+    """
     content = _load_mat(path, "PCKh ground-truth file")
     missing = [key for key in GT_MAT_KEYS if key not in content]
     if missing:
@@ -178,10 +220,40 @@ def load_gt_mat(path: str | Path) -> PCKhGroundTruth:
             raise DataError(
                 f"{path}: dataset_joints {names} is not MPII's joint order {MPII_MAT_JOINT_NAMES}"
             )
-    joints = np.transpose(content["pos_gt_src"], (2, 0, 1))
-    annotated = np.transpose(content["jnt_missing"]) == 0
-    headboxes = np.transpose(content["headboxes_src"], (2, 0, 1))
-    return PCKhGroundTruth.from_headboxes(joints, annotated, headboxes)
+    fields = {}
+    for key, expected in (("jnt_missing", (16,)), ("pos_gt_src", (16, 2)), ("headboxes_src", (2, 2))):
+        value = _numbers(content, key, path)
+        if value.ndim != len(expected) + 1 or value.shape[:-1] != expected:
+            layout = ",".join(str(size) for size in expected)
+            raise DataError(f"{path}: field {key} has shape {value.shape}, expected ({layout},N)")
+        fields[key] = value
+    counts = {key: value.shape[-1] for key, value in fields.items()}
+    if len(set(counts.values())) > 1:
+        raise DataError(
+            f"{path}: the fields disagree on the number of persons: "
+            + ", ".join(f"{key} {count}" for key, count in counts.items())
+        )
+    joints = np.transpose(fields["pos_gt_src"], (2, 0, 1))
+    annotated = np.transpose(fields["jnt_missing"]) == 0
+    headboxes = np.transpose(fields["headboxes_src"], (2, 0, 1))  # (N, corner, xy)
+    _check_headboxes(headboxes, path)
+    return PCKhGroundTruth.from_headboxes(joints, annotated, headboxes, source=str(path))
+
+
+def _check_headboxes(headboxes: np.ndarray, path: str | Path) -> None:
+    """Refuse head boxes with NaN or a zero or negative width or height: PCKh divides by their diagonal."""
+    finite = np.isfinite(headboxes).all(axis=(1, 2))
+    size = headboxes[:, 1] - headboxes[:, 0]  # (N, 2): width, height
+    bad = ~finite | np.any(np.where(np.isfinite(size), size, 0) <= 0, axis=1)
+    if bad.any():
+        first = int(np.argmax(bad))
+        (x1, y1), (x2, y2) = headboxes[first]
+        what = "holds NaN or infinity" if not finite[first] else "has a zero or negative width or height"
+        raise DataError(
+            f"{path}: field headboxes_src: {int(bad.sum())} of {len(headboxes)} head boxes are unusable; the first, "
+            f"person {first} (MATLAB column {first + 1}), {what}: x1={x1:g}, y1={y1:g}, x2={x2:g}, y2={y2:g} "
+            "(expected x2 > x1 and y2 > y1)"
+        )
 
 
 def save_gt_mat(path: str | Path, joints: np.ndarray, annotated: np.ndarray, headboxes: np.ndarray) -> None:
@@ -205,16 +277,37 @@ def save_pred_mat(path: str | Path, preds: np.ndarray) -> None:
 
 
 def load_pred_mat(path: str | Path) -> np.ndarray:
-    """Read 1-based predictions (N, 16, 2) from ``preds`` (HRNet) or ``pos_pred_src`` (16, 2, N) (MPII tools)."""
+    """Read 1-based predictions (N, 16, 2) from ``preds`` (HRNet) or ``pos_pred_src`` (16, 2, N) (MPII tools).
+
+    A NaN or infinite coordinate is a DataError saying how many persons and joints have one, rather than a
+    silent miss: a predictions file with holes usually means a broken export, and counting the holes as misses
+    would print a plausible but wrong PCKh.
+    """
     content = _load_mat(path, "prediction file")
     if "preds" in content:
-        preds = np.asarray(content["preds"], dtype=np.float64)
+        key = "preds"
+        preds = _numbers(content, "preds", path)
         if preds.ndim != 3 or preds.shape[1] != 16 or preds.shape[2] < 2:
             raise DataError(f"{path}: 'preds' has shape {preds.shape}, expected (N, 16, 2)")
-        return preds[:, :, :2]
-    if "pos_pred_src" in content:
-        return np.transpose(np.asarray(content["pos_pred_src"], dtype=np.float64), (2, 0, 1))
-    raise DataError(f"{path} holds neither 'preds' (N,16,2) nor 'pos_pred_src' (16,2,N)")
+        preds = preds[:, :, :2]
+    elif "pos_pred_src" in content:
+        key = "pos_pred_src"
+        raw = _numbers(content, "pos_pred_src", path)
+        if raw.ndim != 3 or raw.shape[:2] != (16, 2):
+            raise DataError(f"{path}: 'pos_pred_src' has shape {raw.shape}, expected (16, 2, N)")
+        preds = np.transpose(raw, (2, 0, 1))
+    else:
+        raise DataError(f"{path} holds neither 'preds' (N,16,2) nor 'pos_pred_src' (16,2,N)")
+    bad = ~np.isfinite(preds).all(axis=2)  # (N, 16)
+    if bad.any():
+        person, joint = (int(i) for i in np.argwhere(bad)[0])
+        raise DataError(
+            f"{path}: '{key}' has NaN or infinite coordinates for {int(bad.sum())} joints of "
+            f"{int(bad.any(axis=1).sum())} of {len(preds)} persons (first: person {person}, joint "
+            f"{MPII_MAT_JOINT_NAMES[joint]}); PCKh needs a prediction for every joint: fix the export, or put "
+            "a coordinate (any, e.g. the image centre) where the method has none, to count it as a miss"
+        )
+    return preds
 
 
 def evaluate_prediction_file(

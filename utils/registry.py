@@ -84,20 +84,33 @@ class Registry:
         config keys.
         """
         if not isinstance(section, Mapping):
-            raise ConfigError(f"{where}: expected a mapping with a 'name' key, got {type(section).__name__}")
+            raise ConfigError(
+                f"{where}: expected a mapping with a 'name' key, got {type(section).__name__}", key=where
+            )
         if "name" not in section:
-            raise ConfigError(f"{where}: missing 'name'; available: {', '.join(self.names())}")
+            raise ConfigError(f"{where}: missing 'name'; available: {', '.join(self.names())}", key=where)
+        if not isinstance(section["name"], str):
+            raise ConfigError(
+                f"{where}.name: expected the name of a {self.kind}, got {section['name']!r}; "
+                f"available: {', '.join(self.names())}",
+                key=f"{where}.name",
+            )
         reserved = set(reserved)
-        params = {k: p for k, p in self.parameters(section["name"]).items() if k not in reserved}
+        try:
+            builder_params = self.parameters(section["name"])
+        except ConfigError as error:
+            raise ConfigError(f"{where}.name: {error}", key=f"{where}.name") from None
+        params = {k: p for k, p in builder_params.items() if k not in reserved}
         for key in section:
             if key != "name" and key not in params:
                 raise ConfigError(
                     f"{where}.{key}: unknown key for {self.kind} '{section['name']}'{closest(key, params)}; "
-                    f"valid keys: {', '.join(sorted(params))}"
+                    f"valid keys: {', '.join(sorted(params))}",
+                    key=f"{where}.{key}",
                 )
         for key, p in params.items():
             if p.default is inspect.Parameter.empty and key not in section:
-                raise ConfigError(f"{where}: {self.kind} '{section['name']}' needs '{key}'")
+                raise ConfigError(f"{where}: {self.kind} '{section['name']}' needs '{key}'", key=where)
 
     def build(self, section: Mapping[str, Any], where: str = "", **extra: Any) -> Any:
         """Check a config section and call its builder with the section's keys (plus `extra`)."""

@@ -1,8 +1,9 @@
 """One run per folder: refuse to mix two runs, lock against a second process, say what can be resumed.
 
 ``RunFolder.claim`` runs every check before anything of the run is written: the folder is a writable
-directory; no other process is training into it (an exclusive ``flock`` on ``.lock``, released when the
-process ends, even by SIGKILL); a fresh run does not land on an existing one unless ``overwrite`` is asked
+directory; no other process is training into it (an exclusive POSIX record lock on ``.lock``, released
+when the process ends, even by SIGKILL; unlike ``flock`` it is not inherited by forked DataLoader workers,
+which could otherwise hold it after their parent was killed); a fresh run does not land on an existing one unless ``overwrite`` is asked
 (which removes only the run's own files); a resume has a checkpoint to resume. Stale temporary files of a
 save interrupted by a kill are removed.
 """
@@ -53,7 +54,7 @@ class RunFolder:
                 self._check_fresh(overwrite)
             yield
         finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            fcntl.lockf(handle, fcntl.LOCK_UN)
             handle.close()
 
     def _check_kind(self, resume: bool) -> None:
@@ -76,8 +77,8 @@ class RunFolder:
                 "another --output-dir"
             ) from None
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
             handle.seek(0)
             owner = handle.read().strip() or "unknown"
             handle.close()

@@ -120,6 +120,11 @@ def build_teachers(
     return teachers
 
 
+def blame(config: ExperimentConfig, error: ConfigError) -> ConfigError:
+    """An error about a config value, naming where the value came from (a --set override or the yaml file)."""
+    return config.origin.blame(error) if config.origin is not None else error
+
+
 def check_loss_teachers(config: ExperimentConfig) -> None:
     """Refuse a distillation loss whose teachers the config does not define (before any file is read)."""
     keys = getattr(LOSSES.get(config.loss["name"]), "teacher_keys", ())
@@ -145,14 +150,17 @@ class TrainingRun:
         self.runtime = runtime_from_config(config.runtime)
         self.codec: HeatmapCodec = build_codec(config.data)
         self.skeleton = skeleton_of(config.data)
-        self.model_section = model_section_for(config.model, self.skeleton.num_joints)
+        try:
+            self.model_section = model_section_for(config.model, self.skeleton.num_joints)
+            check_input_size(self.model_section, self.codec)
+        except ConfigError as error:
+            raise blame(config, error) from None
         self.train_set = build_dataset(
             config.data, split="train", train=True, seed=config.seed, codec=self.codec
         )
         self.val_set = build_dataset(
             config.data, split="valid", train=False, seed=config.seed, codec=self.codec
         )
-        check_input_size(self.model_section, self.codec)
         seed_everything(config.seed)
         self.network: PoseModel = build_model(self.model_section)
         if config.train.init_from:
