@@ -120,7 +120,10 @@ def train_main(family: str, argv: Sequence[str] | None = None) -> int:
         )
     output_dir = Path(args.output_dir) if args.output_dir else Path("output") / config.experiment
     run = TrainingRun(config, output_dir)
-    run.fit(resume=args.resume, overwrite=args.overwrite)
+    try:
+        run.fit(resume=args.resume, overwrite=args.overwrite)
+    finally:
+        run.runtime.close()
     return 0
 
 

@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader
 
 from datasets.base import EvalResult, TopDownDataset
 from models.output import PoseOutput
+from utils.distributed import gather_objects
 from utils.errors import UserError
 from utils.predictor import HeadPredictions, Predictor
 from utils.progress import Progress
@@ -29,31 +30,6 @@ LossFn = Callable[..., dict[str, Tensor]]
 
 class NonFiniteLossError(UserError):
     """A loss term became NaN or infinite; training stops before anything is saved."""
-
-
-class EpochShuffleSampler(Sampler[tuple[int, int]]):
-    """Shuffles with a generator seeded by (seed, epoch) and yields ``(index, epoch)`` keys.
-
-    The order of an epoch is the same after a resume, and the epoch travels with every index to the dataset
-    (see ``TopDownDataset``), so that DataLoader workers, persistent ones included, draw this epoch's
-    augmentation and not the one of the epoch they were started in.
-    """
-
-    def __init__(self, length: int, seed: int) -> None:
-        self.length = length
-        self.seed = seed
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __iter__(self) -> Iterator[tuple[int, int]]:
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        epoch = self.epoch
-        return iter([(index, epoch) for index in torch.randperm(self.length, generator=generator).tolist()])
-
-    def __len__(self) -> int:
-        return self.length
 
 
 def train_one_epoch(
@@ -87,8 +63,11 @@ def train_one_epoch(
         values = dict(zip(terms, torch.stack([v.detach().float() for v in terms.values()]).tolist()))
         bad = next(((name, value) for name, value in values.items() if not math.isfinite(value)), None)
         if runtime.any_rank(bad is not None):
-            name, value = bad if bad is not None else ("total", float("nan"))
-            where = "" if bad is not None or not runtime.distributed else " (on another process)"
+            # Every process stops, with the same message (the first process that saw the value names it).
+            rank, (name, value) = next(
+                (rank, found) for rank, found in enumerate(gather_objects(bad)) if found is not None
+            )
+            where = f" (in process {rank})" if runtime.distributed else ""
             raise NonFiniteLossError(
                 f"the loss term '{name}' became {value} at epoch {epoch}, iteration {iteration}{where}; "
                 "training stopped and the last good checkpoint was left as it was. Lower the learning "
@@ -111,20 +90,54 @@ def _progress_terms(sums: dict[str, float]) -> list[str]:
 
 
 def predict(predictor: Predictor, loader: DataLoader, *, desc: str = "validate") -> HeadPredictions:
-    """Predictions in image pixels for every head (branches, ensemble), in dataset order: {head: (preds, maxvals)}."""
-    count = len(loader.dataset)
-    results: HeadPredictions = {}
+    """Predictions in image pixels for every head (branches, ensemble), in dataset order: {head: (preds, maxvals)}.
+
+    With several processes each one predicts its share of the persons (the loader's ``ShardSampler``) and
+    the shares are gathered, so that every process returns the predictions of every person, each made once.
+    """
+    share = predict_share(predictor, loader, desc=desc)
+    return merge_shares(gather_objects(share), len(loader.dataset))
+
+
+SharePredictions = dict[
+    str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]
+]  # head -> [(index, preds, maxvals)]
+
+
+def predict_share(predictor: Predictor, loader: DataLoader, *, desc: str = "validate") -> SharePredictions:
+    """The predictions of the persons this process's loader yields, with their dataset indices."""
+    share: SharePredictions = defaultdict(list)
     for batch in Progress(loader, len(loader), desc, enabled=predictor.runtime.is_main):
         meta = batch["meta"]
         index = meta["index"].numpy()
         for name, (preds, maxvals) in predictor.predict_crops(
             batch["image"], meta["center"], meta["scale"]
         ).items():
-            if name not in results:
-                joints = preds.shape[1]
-                results[name] = (np.zeros((count, joints, 2)), np.zeros((count, joints, 1)))
-            results[name][0][index] = preds
-            results[name][1][index] = maxvals
+            share[name].append((index, preds, maxvals))
+    return dict(share)
+
+
+def merge_shares(shares: list[SharePredictions], count: int) -> HeadPredictions:
+    """The shares of every process as dataset-ordered arrays; refuses a person predicted twice or never."""
+    results: HeadPredictions = {}
+    seen = np.zeros(count, dtype=np.int64)
+    for share in shares:
+        for position, (name, chunks) in enumerate(share.items()):
+            for index, preds, maxvals in chunks:
+                if name not in results:
+                    results[name] = (
+                        np.zeros((count, *preds.shape[1:])),
+                        np.zeros((count, *maxvals.shape[1:])),
+                    )
+                results[name][0][index] = preds
+                results[name][1][index] = maxvals
+                if position == 0:
+                    seen[index] += 1
+    if results and not np.all(seen == 1):
+        raise RuntimeError(
+            f"validation predicted {int((seen == 0).sum())} persons never and {int((seen > 1).sum())} more than "
+            "once: the processes' shares overlap"
+        )
     return results
 
 

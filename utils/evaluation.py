@@ -67,7 +67,7 @@ def evaluate_checkpoint(
     )
     use_flip = config.test.flip if flip is None else flip
     predictor = Predictor(
-        runtime.prepare(model),
+        runtime.inference_model(runtime.prepare(model)),
         codec,
         skeleton,
         runtime,
@@ -75,7 +75,9 @@ def evaluate_checkpoint(
         shift_heatmap=config.test.shift_heatmap,
         color=DATASETS.resolved(data)["color"],
     )
-    predictions = predict(predictor, loader)
+    predictions = predict(predictor, loader)  # every process gets every person's prediction
+    if not runtime.is_main:
+        return {}
 
     tables = {}
     for head, result in evaluate_heads(dataset, predictions, output_dir).items():

@@ -14,7 +14,7 @@ import contextlib
 import fcntl
 import os
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from utils.errors import UserError
@@ -38,22 +38,44 @@ class RunFolder:
         return [name for name in self.run_files if (self.path / name).exists()]
 
     @contextlib.contextmanager
-    def claim(self, *, resume: bool, overwrite: bool, main: bool = True) -> Iterator[None]:
-        """Check, lock and prepare the folder for the run; the lock is held until the block ends."""
+    def claim(
+        self, *, resume: bool, overwrite: bool, main: bool = True, agree: Callable[[bool], bool] = bool
+    ) -> Iterator[None]:
+        """Check, lock and prepare the folder for the run; the lock is held until the block ends.
+
+        Only the main process checks and locks; ``agree`` (a collective over the processes) tells the others
+        whether it succeeded, so that a refused run stops every process instead of leaving them waiting.
+        """
         if not main:
+            if not agree(True):
+                raise RunFolderError(
+                    f"the main process refused the output folder {self.path} (see its message)"
+                )
             yield
             return
-        self._check_kind(resume)
-        make_folder(self.path, "--output-dir")
-        handle = self._lock()
+        handle = None
         try:
+            self._check_kind(resume)
+            make_folder(self.path, "--output-dir")
+            handle = self._lock()
             self._remove_stale_temporaries()
             if resume:
                 self._check_resumable()
             else:
                 self._check_fresh(overwrite)
+        except RunFolderError:
+            agree(False)
+            self._release(handle)
+            raise
+        agree(True)
+        try:
             yield
         finally:
+            self._release(handle)
+
+    @staticmethod
+    def _release(handle) -> None:
+        if handle is not None:
             fcntl.lockf(handle, fcntl.LOCK_UN)
             handle.close()
 

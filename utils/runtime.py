@@ -22,6 +22,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from utils.distributed import convert_sync_batchnorm, init_from_env
 from utils.errors import ConfigError
 
 
@@ -53,7 +54,7 @@ class Runtime:
     def prepare(self, model: nn.Module) -> nn.Module:
         """Move the model to the device and wrap it as configured (SyncBatchNorm, channels_last, DDP, compile)."""
         if self.sync_batchnorm and self.distributed:
-            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+            model = convert_sync_batchnorm(model, self.device.type)
         model = model.to(self.device)
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
@@ -63,6 +64,25 @@ class Runtime:
         if self.compile:
             model = compile_or_eager(model)
         return model
+
+    def inference_model(self, model: nn.Module) -> nn.Module:
+        """The model for prediction: without the DDP wrapper (its forward may run collectives, and processes
+        predict different numbers of batches), compiled if it was."""
+        if isinstance(model, nn.parallel.DistributedDataParallel):
+            return model.module
+        inner = getattr(model, "_orig_mod", None)
+        if isinstance(inner, nn.parallel.DistributedDataParallel):
+            return compile_or_eager(inner.module)
+        return model
+
+    def barrier(self) -> None:
+        if self.distributed:
+            dist.barrier()
+
+    def close(self) -> None:
+        """Leave the process group (the end of a torchrun process)."""
+        if self.distributed and dist.is_initialized():
+            dist.destroy_process_group()
 
     def images(self, images: Tensor) -> Tensor:
         """A batch of images on the device, in the configured memory format."""
@@ -94,6 +114,10 @@ class Runtime:
         else:
             loss.backward()
             optimizer.step()
+
+    def all_ranks(self, flag: bool) -> bool:
+        """True when ``flag`` is true on every process (a collective)."""
+        return not self.any_rank(not flag)
 
     def any_rank(self, flag: bool) -> bool:
         """True when ``flag`` is true on any process (every rank must call it: it is a collective)."""
@@ -146,9 +170,10 @@ def make_runtime(
     sync_batchnorm: bool = False,
 ) -> Runtime:
     """Pick the device ('auto' prefers CUDA and warns when falling back to the CPU) and the execution modes."""
-    rank, world, local_rank = process_group_info()
-    distributed = dist.is_available() and dist.is_initialized()
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
     chosen = choose_device(device, local_rank)
+    distributed = init_from_env(chosen.type)
+    rank, world, _ = process_group_info()
     set_deterministic(deterministic)
     resolved = resolve_precision(precision, chosen)
     scaler = None
@@ -191,7 +216,8 @@ def choose_device(device: str, local_rank: int = 0) -> torch.device:
     if device == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda", local_rank % torch.cuda.device_count())
-        print("warning: CUDA is not available: running on the CPU (much slower)", file=sys.stderr)
+        if int(os.environ.get("RANK", 0)) == 0:
+            print("warning: CUDA is not available: running on the CPU (much slower)", file=sys.stderr)
         return torch.device("cpu")
     try:
         chosen = torch.device(device)

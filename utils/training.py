@@ -28,7 +28,8 @@ from models.registry import build_model
 from utils.checkpoint import load_checkpoint, load_model_weights, save_checkpoint
 from utils.config import ExperimentConfig, TrainConfig, save_config
 from utils.convert import load_init_weights
-from utils.engine import EpochShuffleSampler, select_head, train_one_epoch, validate
+from utils.distributed import EpochShuffleSampler, ShardSampler, per_process_batch
+from utils.engine import select_head, train_one_epoch, validate
 from utils.errors import CheckpointError, ConfigError
 from utils.model_checks import check_input_size, model_section_for
 from utils.plots import plot_curves
@@ -175,18 +176,29 @@ class TrainingRun:
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(
             self.optimizer, milestones=config.train.lr_steps, gamma=config.train.lr_factor
         )
-        self.sampler = EpochShuffleSampler(len(self.train_set), config.seed)
+        runtime = self.runtime
+        self.sampler = EpochShuffleSampler(
+            len(self.train_set),
+            config.seed,
+            global_batch=config.train.batch_size,
+            rank=runtime.rank,
+            world_size=runtime.world_size,
+            drop_last=config.train.drop_last,
+        )
         self.train_loader = make_loader(
             self.train_set,
-            config.train.batch_size,
+            per_process_batch(config.train.batch_size, runtime.world_size),
             self.workers,
-            self.runtime,
+            runtime,
             self.sampler,
             drop_last=config.train.drop_last,
         )
-        self.val_loader = make_loader(self.val_set, config.test.batch_size, self.workers, self.runtime)
+        shard = (
+            ShardSampler(len(self.val_set), runtime.rank, runtime.world_size) if runtime.distributed else None
+        )
+        self.val_loader = make_loader(self.val_set, config.test.batch_size, self.workers, runtime, shard)
         self.predictor = Predictor(
-            self.model,
+            runtime.inference_model(self.model),
             self.codec,
             self.skeleton,
             self.runtime,
@@ -258,8 +270,12 @@ class TrainingRun:
     def fit(self, *, resume: bool = False, overwrite: bool = False, log=print) -> dict[str, Any]:
         """Train to the configured number of epochs; returns the last validation summary."""
         config, runtime = self.config, self.runtime
+        if not runtime.is_main:
+            log = _quiet
         summary: dict[str, Any] = {}
-        with self.folder.claim(resume=resume, overwrite=overwrite, main=runtime.is_main):
+        with self.folder.claim(
+            resume=resume, overwrite=overwrite, main=runtime.is_main, agree=runtime.all_ranks
+        ):
             if resume:
                 self.resume()
                 _truncate_log(self.output_dir / LOG_FILE, self.start_epoch)
@@ -364,6 +380,10 @@ class TrainingRun:
                 f"deployable network ({head}) saved to {self.output_dir / DEPLOY}"
             )
         plot_curves(self.output_dir / LOG_FILE, self.output_dir / CURVES)
+
+
+def _quiet(*args: Any, **kwargs: Any) -> None:
+    """The log of processes other than the main one."""
 
 
 def _epoch_line(epoch, terms, results, head, metric, best, best_head) -> str:
