@@ -167,11 +167,12 @@ class TopDownDataset(Dataset, abc.ABC):
         target, target_weight = self.codec.encode(joints, visibility)
 
         # The box centre stays the unflipped one (HRNet's training meta holds the mirrored one); validation
-        # never flips, and decoding maps back through this centre and scale.
+        # never flips, and decoding maps back through this centre and scale, kept in float64 so that a
+        # prediction from the loader equals one made from the record itself (utils.predictor).
         meta = {
             "index": index,
-            "center": draw.center.astype(np.float32),
-            "scale": draw.scale.astype(np.float32),
+            "center": draw.center.astype(np.float64),
+            "scale": draw.scale.astype(np.float64),
             "rotation": np.float32(draw.rotation),
             "flipped": draw.flipped,
             "joints": np.asarray(record.joints, dtype=np.float32),

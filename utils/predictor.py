@@ -91,10 +91,10 @@ class Predictor:
         first head).
         """
         centers = np.asarray(centers, dtype=np.float64).reshape(-1, 2)
-        scales = np.asarray(scales, dtype=np.float64).reshape(len(centers), -1)
         if len(centers) == 0:
             joints = self.skeleton.num_joints
             return np.zeros((0, joints, 2)), np.zeros((0, joints))
+        scales = np.asarray(scales, dtype=np.float64).reshape(len(centers), -1)
         crops = torch.stack([self.crop(image, c, s) for c, s in zip(centers, scales)])
         predictions = self.predict_crops(crops, centers, scales)
         if head is None:
