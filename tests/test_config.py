@@ -248,3 +248,17 @@ def test_yaml_merge_keys_and_aliases_are_not_duplicates(tmp_path: Path) -> None:
         "b": {"flip": False, "batch_size": 8},  # the merged key overridden: yaml's rule, not a duplicate
         "c": {"flip": False, "batch_size": 4},
     }
+
+
+def test_start_sh_helpers_name_the_trainer_and_the_teachers_to_train_first(tmp_path: Path) -> None:
+    from utils.cli import missing_teachers, trainer_for
+
+    assert trainer_for("mpii/hg4_fpd") == "train_mpii.py" and trainer_for("coco/hg4_fpd") == "train_coco.py"
+    assert missing_teachers("mpii/hg4_fpd") == ["mpii/hg8_baseline"]  # its deploy.pth does not exist here
+    present = tmp_path / "teacher.pth"
+    present.write_bytes(b"x")
+    config = tmp_path / "fpd.yaml"
+    config.write_text(
+        f"base: {EXPERIMENTS / 'mpii' / 'hg4_fpd.yaml'}\nteachers:\n  teacher:\n    checkpoint: {present}\n"
+    )
+    assert missing_teachers(str(config)) == []

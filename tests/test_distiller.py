@@ -111,6 +111,7 @@ def test_toy_distillation_keeps_teachers_frozen_and_out_of_checkpoints(
     log = [yaml.safe_load(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert log[0]["teachers"] == ["teacher"] and log[1]["teachers"] == []
     assert log[0]["train"]["kd"] > 0 and log[1]["train"]["kd"] == 0
+    assert log[1]["train"]["mse"] < log[0]["train"]["mse"]  # the student learns
 
 
 def test_resume_refuses_a_changed_teacher_file(tiny_root: Path, tmp_path: Path) -> None:

@@ -94,3 +94,15 @@ def test_experiment_with_base_file_is_resolved(tmp_path: Path) -> None:
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["deploy_params"] == 13_018_816  # the unbalanced target branch is a 4-stack network
     assert summary["deploy_config"]["num_stacks"] == 4
+
+
+def test_fpd_summary_counts_the_teacher_forward_apart(capsys) -> None:
+    from tools.model_summary import main
+
+    assert main([str(REPO_ROOT / "experiments" / "mpii" / "hg4_fpd.yaml"), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["params"] == summary["deploy_params"] == 13_018_816  # the student is the deployed network
+    teacher = summary["teachers"]["teacher"]
+    assert teacher["params"] == 25_594_624 and teacher["fraction"] == 1.0
+    assert summary["training_macs"] == summary["macs"] + teacher["macs"]
+    assert teacher["macs"] == pytest.approx(28.094e9, rel=0.001)

@@ -30,6 +30,29 @@ from utils.errors import UserError  # noqa: E402
 from utils.flops import count_params, layer_macs, part_counts  # noqa: E402
 
 
+def read_teachers(path: Path) -> dict[str, dict[str, Any]]:
+    """The frozen teachers of a distillation config: {name: {model section, fraction of epochs it runs}}.
+
+    A teacher's network is its ``model:`` entry, else the model section of the experiment that trains it
+    (``teachers.<name>.experiment``); its checkpoint need not exist to be counted.
+    """
+    from utils.cli import resolve_config_path
+    from utils.config import read_raw_config
+
+    teachers = {}
+    for name, teacher in (read_raw_config(path).get("teachers") or {}).items():
+        section = teacher.get("model")
+        if section is None and teacher.get("experiment"):
+            section, _ = read_config(resolve_config_path(teacher["experiment"]))
+        if section is None:
+            raise UserError(
+                f"{path}: teacher '{name}' has neither a model section nor an experiment to count"
+            )
+        fraction = float(teacher.get("end", 1.0)) - float(teacher.get("start", 0.0))
+        teachers[name] = {"model": section, "fraction": fraction}
+    return teachers
+
+
 def read_config(path: Path) -> tuple[dict[str, Any], tuple[int, int] | None]:
     """The ``model:`` section of a yaml config and its ``data.input_size`` as (height, width), if any.
 
@@ -80,6 +103,24 @@ def summarize(section: dict[str, Any], height: int, width: int, branch: int = 0)
     }
 
 
+def add_teachers(summary: dict[str, Any], teachers: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Each frozen teacher's forward cost, and the MACs of one training image (student + teachers' forwards,
+    each teacher weighted by the fraction of the epochs it runs)."""
+    height, width = summary["input_size"]
+    counted = {}
+    for name, teacher in teachers.items():
+        teacher_summary = summarize(teacher["model"], height, width)
+        counted[name] = {
+            "model": teacher["model"]["name"],
+            "params": teacher_summary["params"],
+            "macs": teacher_summary["macs"],
+            "fraction": teacher["fraction"],
+        }
+    summary["teachers"] = counted
+    summary["training_macs"] = summary["macs"] + sum(t["macs"] * t["fraction"] for t in counted.values())
+    return summary
+
+
 def format_table(summary: dict[str, Any]) -> str:
     """A plain-text table: one row per part, then total and the deployable network."""
     total_macs = summary["macs"]
@@ -97,6 +138,16 @@ def format_table(summary: dict[str, Any]) -> str:
     if summary["deploy_branch"] is not None:
         name = f"deploy (branch{summary['deploy_branch']})"
         lines.append(row(name, summary["deploy_params"], summary["deploy_macs"]))
+    for name, teacher in summary.get("teachers", {}).items():
+        share = "" if teacher["fraction"] == 1.0 else f", {teacher['fraction']:.0%} of epochs"
+        lines.append(
+            f"teacher {name} ({teacher['model']}, frozen, forward only{share}): {teacher['params']:,} params, "
+            f"{teacher['macs'] / 1e9:.3f} GMACs"
+        )
+    if summary.get("teachers"):
+        lines.append(
+            f"per training image (student + teachers' forwards): {summary['training_macs'] / 1e9:.3f} GMACs"
+        )
     return "\n".join(lines)
 
 
@@ -117,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         section, config_size = read_config(args.config)
         height, width = args.input_size or config_size or (256, 256)
-        summary = summarize(section, height, width, args.branch)
+        summary = add_teachers(summarize(section, height, width, args.branch), read_teachers(args.config))
     except (UserError, ValueError) as error:
         print(f"error: {one_paragraph(error)}", file=sys.stderr)
         return 2
