@@ -121,7 +121,7 @@ def train_main(family: str, argv: Sequence[str] | None = None) -> int:
     output_dir = Path(args.output_dir) if args.output_dir else Path("output") / config.experiment
     run = TrainingRun(config, output_dir)
     try:
-        run.fit(resume=args.resume, overwrite=args.overwrite)
+        run.fit(resume=args.resume, overwrite=args.overwrite, log=lambda line: print(line, flush=True))
     finally:
         run.runtime.close()
     return 0
