@@ -202,3 +202,41 @@ def test_user_errors_are_one_paragraph(tiny_root: Path, tmp_path: Path) -> None:
         other.write_text(yaml.safe_dump(text))
     fails("evaluate.py", "--config", str(other), "--checkpoint", str(out / "last.pth"), expect="does not fit")
     fails("evaluate.py", "--checkpoint", str(tmp_path / "none.pth"), expect="checkpoint not found")
+
+
+def test_released_mode_evaluates_selects_and_deploys_the_official_heads(tiny_root: Path, tmp_path: Path) -> None:
+    # 1 shared + 2 x 2 stacks: stacks [s0, b0s0, b0s1, b1s0, b1s1]; the released outputs[-2:] = b1s0, b1s1
+    config = load_config(write_config(tmp_path, tiny_root, epochs=2, branch_stacks=[2, 2], released_indices=True))
+    TrainingRun(config, tmp_path / "run").fit(log=lambda _: None)
+    log = read_log(tmp_path / "run" / "log.jsonl")
+    assert all(set(r["metric"]) == {"branch1_stack0", "branch1", "ensemble"} for r in log)
+    best = load_checkpoint(tmp_path / "run" / "best.pth")
+    assert best["best_head"] in {"branch1_stack0", "branch1"}  # selection among the official heads
+    deploy = load_checkpoint(tmp_path / "run" / "deploy.pth")
+    assert deploy["source_head"] == best["best_head"]
+    assert deploy["model_config"]["num_stacks"] == (2 if best["best_head"] == "branch1_stack0" else 3)
+
+    from models.registry import build_model
+
+    model = build_model({**config.model, "num_joints": 16})
+    network, section = model.deploy("branch1_stack0")
+    assert section["num_stacks"] == 2 and len(network.path.stacks) == 2
+    model.eval()
+    images = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(network.eval()(images).final, model(images).heads()["branch1_stack0"])
+
+
+def test_a_tie_goes_to_the_later_epoch(tiny_root: Path, tmp_path: Path, monkeypatch) -> None:
+    import utils.training as training
+    from datasets.base import EvalResult
+
+    run = TrainingRun(load_config(write_config(tmp_path, tiny_root, epochs=2)), tmp_path / "run")
+    scores = {"branch0": 50.0, "branch1": 50.0, "ensemble": 60.0}
+    fixed = {name: EvalResult(table={"Mean": v}, metric=v, text="") for name, v in scores.items()}
+    monkeypatch.setattr(training, "validate", lambda predictor, loader: fixed)
+    run.folder.path.mkdir()
+    for epoch in (0, 1):
+        summary = run._validate(epoch, {"total": 1.0}, {}, log=lambda _: None)
+    assert summary["head"] == "branch0"  # equal branches: the first in output order, as max() over the list
+    assert run.best_epoch == 1 and load_checkpoint(tmp_path / "run" / "best.pth")["epoch"] == 1
