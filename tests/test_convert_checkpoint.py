@@ -323,7 +323,7 @@ def test_load_init_weights_strips_prefixes_and_refuses_other_models(tmp_path, im
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), fresh.state_dict().values()))
 
     other = build_model({"name": "hourglass", "num_stacks": 3, **SMALL})
-    with pytest.raises(CheckpointError, match="do not fit the model the config builds") as caught:
+    with pytest.raises(CheckpointError, match="does not fit the model built from the config") as caught:
         load_init_weights(other, tmp_path / "d.pth")
     assert "\n" not in str(caught.value) and "num_stacks=2" in str(caught.value)
 

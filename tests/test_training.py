@@ -204,9 +204,13 @@ def test_user_errors_are_one_paragraph(tiny_root: Path, tmp_path: Path) -> None:
     fails("evaluate.py", "--checkpoint", str(tmp_path / "none.pth"), expect="checkpoint not found")
 
 
-def test_released_mode_evaluates_selects_and_deploys_the_official_heads(tiny_root: Path, tmp_path: Path) -> None:
+def test_released_mode_evaluates_selects_and_deploys_the_official_heads(
+    tiny_root: Path, tmp_path: Path
+) -> None:
     # 1 shared + 2 x 2 stacks: stacks [s0, b0s0, b0s1, b1s0, b1s1]; the released outputs[-2:] = b1s0, b1s1
-    config = load_config(write_config(tmp_path, tiny_root, epochs=2, branch_stacks=[2, 2], released_indices=True))
+    config = load_config(
+        write_config(tmp_path, tiny_root, epochs=2, branch_stacks=[2, 2], released_indices=True)
+    )
     TrainingRun(config, tmp_path / "run").fit(log=lambda _: None)
     log = read_log(tmp_path / "run" / "log.jsonl")
     assert all(set(r["metric"]) == {"branch1_stack0", "branch1", "ensemble"} for r in log)

@@ -96,11 +96,19 @@ def strip_wrapper_prefixes(state_dict: dict[str, Any]) -> dict[str, Any]:
     return stripped
 
 
-def load_model_weights(model: nn.Module, state_dict: dict[str, torch.Tensor], source: str) -> None:
-    """Load weights strictly; on a mismatch, say in one paragraph which model the checkpoint belongs to.
+DEFAULT_ADVICE = (
+    "It was probably saved from another experiment: pass the config it was trained with, or a deploy.pth "
+    "with --config of the matching single network."
+)
+
+
+def load_model_weights(
+    model: nn.Module, state_dict: dict[str, torch.Tensor], source: str, advice: str = DEFAULT_ADVICE
+) -> None:
+    """Load weights strictly; on a mismatch, say in one paragraph how the file and the model differ.
 
     Keys saved from a wrapped model (``module.`` of DDP/DataParallel, ``_orig_mod.`` of torch.compile) are
-    matched to the plain model's keys.
+    matched to the plain model's keys. ``advice`` ends the message (what the user should do).
     """
     own = model.state_dict()
     if not any(key.startswith(WRAPPER_PREFIXES) or "._orig_mod." in key for key in own):
@@ -127,8 +135,6 @@ def load_model_weights(model: nn.Module, state_dict: dict[str, torch.Tensor], so
                 f"checkpoint, {tuple(own[key].shape)} in the model)"
             )
         raise CheckpointError(
-            f"checkpoint {source} does not fit the model built from the config: {'; '.join(details)}. "
-            "It was probably saved from another experiment: pass the config it was trained with, or a "
-            "deploy.pth with --config of the matching single network."
+            f"checkpoint {source} does not fit the model built from the config: {'; '.join(details)}. {advice}"
         )
     model.load_state_dict(state_dict)

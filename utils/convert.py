@@ -30,11 +30,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from utils.checkpoint import load_model_weights, strip_wrapper_prefixes
 from utils.errors import CheckpointError
+from utils.runtime import unwrap
 
 SOURCE_FORMATS = ("bearpaw", "okdhp", "fpd")
 FORMAT_LABELS = {"bearpaw": "a bearpaw", "fpd": "an FPD", "okdhp": "an official OKDHP"}
-PREFIXES = ("module.", "_orig_mod.")  # DataParallel / DistributedDataParallel, torch.compile
 PROJECT_KINDS = ("converted", "deploy", "train")
 CONTAINER_ENTRIES = ("state_dict", "best_state_dict")  # bearpaw / FPD / OKDHP checkpoint.pth dicts
 BATCH_COUNTER = "num_batches_tracked"  # absent from files saved by PyTorch < 0.4.1
@@ -411,17 +412,11 @@ def check_fits(
 
 # --------------------------------------------------------------------------------- the conversion
 def strip_prefixes(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    """Drop DataParallel's ``module.`` and torch.compile's ``_orig_mod.`` from every key."""
-    stripped: dict[str, Tensor] = {}
-    for key, value in state.items():
-        name = key
-        while name.startswith(PREFIXES):
-            name = name.split(".", 1)[1]
-        if name in stripped:
-            raise CheckpointError(
-                f"keys '{key}' and another one both name '{name}' once prefixes are removed"
-            )
-        stripped[name] = value
+    """Keys without DataParallel's ``module.`` and torch.compile's ``_orig_mod.``; two keys that become one
+    are refused."""
+    stripped = strip_wrapper_prefixes(dict(state))
+    if len(stripped) < len(state):
+        raise CheckpointError("the file holds the same weight twice, with and without a 'module.' prefix")
     return stripped
 
 
@@ -596,17 +591,6 @@ def convert_checkpoint(
 
 
 # ------------------------------------------------------------------------------------- init weights
-def _unwrapped(model: nn.Module) -> nn.Module:
-    """The network inside DataParallel / DistributedDataParallel / torch.compile wrappers."""
-    while True:
-        if isinstance(model, nn.DataParallel | nn.parallel.DistributedDataParallel):
-            model = model.module
-        elif hasattr(model, "_orig_mod") and isinstance(model._orig_mod, nn.Module):
-            model = model._orig_mod
-        else:
-            return model
-
-
 def load_init_weights(model: nn.Module, path: str | Path) -> None:
     """Fill ``model`` strictly from a converted / deploy / train checkpoint (``train.init_from``)."""
     from utils.checkpoint import load_checkpoint
@@ -625,34 +609,18 @@ def load_init_weights(model: nn.Module, path: str | Path) -> None:
             f"init weights {path} is not a converted, deploy or train checkpoint of this project "
             f"(kind {kind!r}); convert foreign files first with tools/convert_checkpoint.py"
         )
-    weights = strip_prefixes(state["model"])
-    target = _unwrapped(model)
-    own = target.state_dict()
-    missing = [k for k in own if k not in weights]
-    unexpected = [k for k in weights if k not in own]
-    wrong = [k for k in own if k in weights and tuple(own[k].shape) != tuple(weights[k].shape)]
-    if missing or unexpected or wrong:
-        saved = state.get("model_config") or (state.get("config") or {}).get("model") or {}
-        built = target.config_section() if hasattr(target, "config_section") else {}
-        details = []
-        if missing:
-            details.append(f"{len(missing)} weights missing (e.g. {missing[0]})")
-        if unexpected:
-            details.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
-        if wrong:
-            key = wrong[0]
-            details.append(
-                f"{len(wrong)} of another shape (e.g. {key}: {tuple(weights[key].shape)} in the file, "
-                f"{tuple(own[key].shape)} in the model)"
-            )
-        hint = ""
-        if saved.get("name") == "okdhp_hourglass" and built.get("name") == "hourglass":
-            hint = " To start a single network from one branch, use that branch's deploy checkpoint."
-        raise CheckpointError(
-            f"init weights {path} (a {kind} checkpoint of {_describe_section(saved)}) do not fit the model "
-            f"the config builds ({_describe_section(built)}): {'; '.join(details)}.{hint}"
-        )
-    target.load_state_dict(weights, strict=True)
+    target = unwrap(model)
+    saved = state.get("model_config") or (state.get("config") or {}).get("model") or {}
+    built = target.config_section() if hasattr(target, "config_section") else {}
+    hint = ""
+    if saved.get("name") == "okdhp_hourglass" and built.get("name") == "hourglass":
+        hint = " To start a single network from one branch, use that branch's deploy checkpoint."
+    load_model_weights(
+        target,
+        state["model"],
+        f"init weights {path} (a {kind} checkpoint of {_describe_section(saved)})",
+        advice=f"The config builds {_describe_section(built)}.{hint}",
+    )
 
 
 def _describe_section(section: Mapping[str, Any]) -> str:
