@@ -93,7 +93,9 @@ def test_a_second_fresh_run_into_a_run_folder_is_refused_and_changes_nothing(
 
 
 def test_a_concurrent_second_run_is_refused(tiny_root: Path, tmp_path: Path) -> None:
-    config_path = write_config(tmp_path, tiny_root, epochs=200)  # long enough to still run when the second starts
+    config_path = write_config(
+        tmp_path, tiny_root, epochs=200
+    )  # long enough to still run when the second starts
     out = tmp_path / "run"
     command = [sys.executable, "train_mpii.py", "--config", str(config_path), "--output-dir", str(out)]
     first = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
