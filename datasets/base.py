@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import abc
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
-from torch.utils.data import Dataset, get_worker_info
+from torch.utils.data import Dataset
 
 from datasets.codec import HeatmapCodec
 from datasets.keypoints import Skeleton
@@ -28,21 +26,6 @@ from datasets.transforms import (
     sample_augmentation,
     warp_image,
 )
-
-_THREADS_LIMITED_IN: int | None = None  # the process id where limit_worker_threads last acted
-
-
-def limit_worker_threads() -> None:
-    """Inside a DataLoader worker, run OpenCV on one thread (once per process): workers already share the cores.
-
-    Results are the same with any thread count; this only avoids oversubscribing the CPU (2 workers x N
-    OpenCV threads on N cores). The main process (``workers: 0``) keeps OpenCV's own setting.
-    """
-    global _THREADS_LIMITED_IN
-    if _THREADS_LIMITED_IN == os.getpid() or get_worker_info() is None:
-        return
-    cv2.setNumThreads(1)
-    _THREADS_LIMITED_IN = os.getpid()
 
 
 @dataclass
@@ -194,7 +177,6 @@ class TopDownDataset(Dataset, abc.ABC):
         return warp_image(image, pixel_matrix, self.input_size), matrix
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
-        limit_worker_threads()
         index, epoch = (int(key[0]), int(key[1])) if isinstance(key, tuple) else (int(key), self.epoch)
         record = self.records[index]
         draw = self.draw_augmentation(index, epoch)
