@@ -1,7 +1,7 @@
 """Training and inference throughput of an experiment's model under each speed switch of the runtime.
 
     python benchmarks/train_speed.py --config mpii/hg4_okdhp [--device cpu|cuda|auto] [--batch-size N]
-        [--peak-tflops X] [--warmup 2] [--iters 5] [--compile-timeout 900 | --no-compile]
+        [--peak-tflops X] [--threads N] [--warmup 2] [--iters 5] [--compile-timeout 900 | --no-compile]
 
 One run measures every configuration side by side: fp32 eager (the released setup), channels_last, bf16
 autocast, fp16 autocast + GradScaler (CUDA only), channels_last + bf16, torch.compile and everything
@@ -28,6 +28,7 @@ import argparse
 import json
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
@@ -194,17 +195,24 @@ def measure_compiled(args: argparse.Namespace) -> tuple[dict[str, Result], Resul
         "--iters",
         str(args.iters),
         "--child-compile",
+        *([] if args.threads is None else ["--threads", str(args.threads)]),
     ]
+    # Its own session, so that a timeout also ends the compiler's worker processes (the whole group).
+    child = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     try:
-        child = subprocess.run(command, capture_output=True, text=True, timeout=args.compile_timeout)
+        stdout, stderr = child.communicate(timeout=args.compile_timeout)
     except subprocess.TimeoutExpired:
+        os.killpg(child.pid, signal.SIGKILL)
+        child.communicate()
         reason = (
             f"skipped: compiling and timing took longer than --compile-timeout {args.compile_timeout:g} s"
         )
         return {s.name: Result(skipped=reason) for s in COMPILE_SETUPS}, None
-    lines = child.stdout.strip().splitlines()
+    lines = stdout.strip().splitlines()
     if child.returncode != 0 or not lines:
-        last = (child.stderr.strip().splitlines() or ["no output"])[-1]
+        last = (stderr.strip().splitlines() or ["no output"])[-1]
         reason = f"skipped: torch.compile fails here ({last[:160]})"
         return {s.name: Result(skipped=reason) for s in COMPILE_SETUPS}, None
     values = {name: Result(**fields) for name, fields in json.loads(lines[-1]).items()}
@@ -283,9 +291,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--peak-tflops", type=float, default=None, help="device peak for the MFU column")
     parser.add_argument("--compile-timeout", type=float, default=900.0, help="seconds for the compile rows")
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile rows")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (default: torch's choice); 1 resists load",
+    )
     parser.add_argument("--child-compile", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     config = load_config(resolve_config_path(args.config))
     if args.child_compile:
         values = measure(
