@@ -1,23 +1,37 @@
-"""Input-pipeline and evaluation speed: samples/second of one loader worker, with full training augmentation.
+"""Input-pipeline speed: training samples/second of one loader worker, released-style pipeline against this one.
 
 Usage (from the repository root)::
 
-    python benchmarks/input_pipeline.py [--data ../shared/data/mpii] [--samples 200]
+    python benchmarks/input_pipeline.py [--data ../shared/data/mpii] [--samples 150] [--repeats 5]
 
-Rows (one process, one thread for OpenCV and PyTorch, i.e. what one DataLoader worker does; best of 3 runs):
+One process with one thread for OpenCV and PyTorch (what one DataLoader worker does). Every pipeline makes
+the same training samples (same persons, same scale/rotation/flip draws) and the pipelines are timed in
+turn within each repeat, so that a change of load on a shared machine hits them alike; each keeps its best
+repeat. Tables printed:
 
-- the full training sample (read JPEG, scale/rotation/flip, affine warp, normalise, encode) on the real MPII
-  JPEGs of ``annot/sample.json`` (1280x720 and 854x480, 256x256 crops) and on the synthetic set (128x128
-  images, 128x128 crops), and the same with HRNet's per-joint Python loop as the encoder ("naive");
-- the heatmap encoder alone: the vectorised codec against HRNet's loop;
-- PCKh on all 2958 validation persons: vectorised against a per-person, per-joint Python loop;
-- generating 1000 synthetic images.
+1. samples/s and ratio to the released-style pipeline, on the real MPII JPEGs of ``annot/sample.json``
+   (1280x720 and 854x480 progressive JPEGs, 256x256 crops) and on the synthetic set (128x128 images and
+   crops), with the share of a sample's time spent decoding the image:
+
+   - released-style: the official OKDHP/HRNet sample, re-implemented here as the reference: full
+     ``cv2.imread``, a flipped view ``img[:, ::-1]`` of the whole image when flipped (OpenCV copies it
+     into a contiguous image before warping), HRNet's three-point affine, one ``warpAffine``, a Python loop
+     over joints for the affine and for the Gaussians (HRNet's generate_target), torchvision's ToTensor +
+     Normalize;
+   - this project, default: the dataset as configured by default (bit-identical samples to before);
+   - this project with ``data.reduced_decode: true`` (changes pixels: see docs/data.md);
+
+2. what reduced decoding changes on these samples: how often it engages, with which factor, and the mean
+   and max absolute difference of the crops against the full decode, in grey levels;
+3. the heatmap encoder alone, PCKh on 2958 persons, synthetic-set generation.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
+import platform
 import sys
 import tempfile
 import time
@@ -29,11 +43,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from torchvision import transforms as tv_transforms  # noqa: E402
 
+from datasets.base import TopDownDataset  # noqa: E402
 from datasets.codec import HeatmapCodec  # noqa: E402
-from datasets.mpii import MPIIDataset, load_mpii_records  # noqa: E402
+from datasets.mpii import MPIIDataset  # noqa: E402
 from datasets.synthetic import make_synthetic_mpii  # noqa: E402
-from datasets.transforms import read_image  # noqa: E402
+from datasets.transforms import (  # noqa: E402
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    PIXEL_STD,
+    crop_downsampling,
+    read_image,
+    read_image_reduced,
+)
 from utils.pckh import evaluate_prediction_file, load_gt_mat, load_pred_mat  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "mpii"
@@ -70,27 +93,82 @@ def hrnet_generate_target(
     return target, target_weight
 
 
-class NaiveEncoder(HeatmapCodec):
-    """The codec with HRNet's loop as its encoder, to time the full pipeline the naive way."""
+def three_point_affine(
+    center: np.ndarray, scale: np.ndarray, rotation: float, output_size: tuple[int, int]
+) -> np.ndarray:
+    """HRNet's way to the crop matrix: three corresponding points (centre, a rotated "up", its normal) to OpenCV."""
+    box_width = float(scale[0]) * PIXEL_STD
+    out_w, out_h = output_size
+    theta = math.radians(rotation)
+    up = np.array([0.5 * box_width * math.sin(theta), -0.5 * box_width * math.cos(theta)])
+    source = np.zeros((3, 2), np.float32)
+    target = np.zeros((3, 2), np.float32)
+    source[0] = center
+    source[1] = center + up
+    target[0] = (0.5 * out_w, 0.5 * out_h)
+    target[1] = (0.5 * out_w, 0.5 * out_h - 0.5 * out_w)
+    for points in (source, target):
+        offset = points[0] - points[1]
+        points[2] = points[1] + np.array([-offset[1], offset[0]])
+    return cv2.getAffineTransform(source, target)
 
-    def encode(self, joints: np.ndarray, visibility: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return hrnet_generate_target(self, joints, visibility)
+
+class ReleasedPipeline:
+    """The released OKDHP/HRNet training sample, same draws as ``dataset``: the speed reference."""
+
+    def __init__(self, dataset: TopDownDataset) -> None:
+        self.dataset = dataset
+        self.to_tensor = tv_transforms.Compose(
+            [
+                tv_transforms.ToTensor(),
+                tv_transforms.Normalize(mean=IMAGENET_MEAN.tolist(), std=IMAGENET_STD.tolist()),
+            ]
+        )
+
+    def __call__(self, key: tuple[int, int]) -> dict[str, torch.Tensor]:
+        index, epoch = key
+        dataset = self.dataset
+        record = dataset.records[index]
+        draw = dataset.draw_augmentation(index, epoch)
+        image = cv2.imread(str(record.image), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+        if dataset.color == "rgb_imagenet":
+            image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        joints = record.joints.copy()
+        visible = record.joints_vis.copy()
+        center = draw.center.copy()
+        if draw.flipped:
+            image = image[:, ::-1, :]
+            width = image.shape[1]
+            joints[:, 0] = width - 1 - joints[:, 0]
+            for left, right in dataset.skeleton.flip_pairs:
+                joints[[left, right]] = joints[[right, left]]
+                visible[[left, right]] = visible[[right, left]]
+            center[0] = width - 1 - center[0]
+        matrix = three_point_affine(center, draw.scale, draw.rotation, dataset.input_size)
+        crop = cv2.warpAffine(image, matrix, dataset.input_size, flags=cv2.INTER_LINEAR)
+        for joint in range(len(joints)):
+            if visible[joint] > 0:
+                joints[joint] = matrix @ np.array([joints[joint][0], joints[joint][1], 1.0])
+        target, weight = hrnet_generate_target(dataset.codec, joints, visible)
+        return {
+            "image": self.to_tensor(crop),
+            "target": torch.from_numpy(target),
+            "target_weight": torch.from_numpy(weight),
+        }
 
 
-def loop_pckh(
-    preds: np.ndarray, gt_joints: np.ndarray, annotated: np.ndarray, head_sizes: np.ndarray
-) -> float:
-    """PCKh@0.5 Mean (weighted, 14 joints) with one Python iteration per person and joint."""
-    counts, hits = [0] * 16, [0] * 16
-    for i in range(len(preds)):
-        for j in range(16):
-            if annotated[i][j] and j not in (6, 7):
-                distance = math.hypot(
-                    preds[i][j][0] - gt_joints[i][j][0], preds[i][j][1] - gt_joints[i][j][1]
-                )
-                counts[j] += 1
-                hits[j] += distance <= 0.5 * head_sizes[i]
-    return 100.0 * sum(hits) / sum(counts)
+def interleaved_rates(
+    functions: dict[str, Callable[[tuple[int, int]], object]], keys: list[tuple[int, int]], repeats: int
+) -> dict[str, float]:
+    """Calls per second of each function over ``keys``, best of ``repeats``, the functions taking turns."""
+    best = dict.fromkeys(functions, math.inf)
+    for _ in range(repeats):
+        for name, function in functions.items():
+            start = time.perf_counter()
+            for key in keys:
+                function(key)
+            best[name] = min(best[name], time.perf_counter() - start)
+    return {name: len(keys) / seconds for name, seconds in best.items()}
 
 
 def rate(function: Callable[[], object], count: int, repeats: int = 3) -> float:
@@ -104,34 +182,101 @@ def rate(function: Callable[[], object], count: int, repeats: int = 3) -> float:
     return count / best
 
 
-def pipeline_rate(dataset: MPIIDataset, samples: int) -> float:
-    """Training samples per second, cycling through the dataset with a new augmentation draw each pass."""
-    counter = iter(range(10**9))
-
-    def one() -> None:
-        step = next(counter)
-        dataset.set_epoch(step // len(dataset))
-        dataset[step % len(dataset)]
-
-    return rate(one, samples)
-
-
-def training_set(root: Path, size: int, encoder: type[HeatmapCodec], **kwargs: object) -> MPIIDataset:
+def training_set(root: Path, size: int, **kwargs: object) -> MPIIDataset:
     """An MPII training set with SPEC B augmentation, ``size`` x ``size`` crops, size/4 heatmaps."""
-    codec = encoder((size, size), (size // 4, size // 4), 2.0)
-    dataset = MPIIDataset(root, "train", train=True, codec=codec, **kwargs)
-    return dataset
+    codec = HeatmapCodec((size, size), (size // 4, size // 4), 2.0)
+    return MPIIDataset(root, "train", train=True, codec=codec, **kwargs)
+
+
+def sample_keys(dataset: TopDownDataset, count: int) -> list[tuple[int, int]]:
+    """``count`` (index, epoch) keys cycling through the persons, a new augmentation draw each pass."""
+    return [(step % len(dataset), step // len(dataset)) for step in range(count)]
+
+
+def grey_levels(image: torch.Tensor) -> np.ndarray:
+    """A normalised (3, h, w) tensor back to grey levels."""
+    return image.numpy().transpose(1, 2, 0) * IMAGENET_STD * 255.0 + IMAGENET_MEAN * 255.0
+
+
+def check_same_samples(
+    released: ReleasedPipeline, dataset: TopDownDataset, keys: list[tuple[int, int]]
+) -> None:
+    """The reference and the project make the same samples (crops within 1 grey level, equal targets)."""
+    for key in keys:
+        ours, theirs = dataset[key], released(key)
+        if np.abs(grey_levels(ours["image"]) - grey_levels(theirs["image"])).max() > 1.0 + 1e-3:
+            raise AssertionError(f"sample {key}: the released-style crop differs from the project's")
+        if not torch.allclose(ours["target"], theirs["target"], rtol=0, atol=1e-6):
+            raise AssertionError(f"sample {key}: the released-style targets differ from the project's")
+
+
+def decode_functions(dataset: TopDownDataset) -> dict[str, Callable[[tuple[int, int]], object]]:
+    """Decoding alone, as each pipeline decodes (released: cv2.imread; reduced: at the draw's factor)."""
+
+    def reduced(key: tuple[int, int]) -> object:
+        draw = dataset.draw_augmentation(*key)
+        return read_image_reduced(
+            dataset.records[key[0]].image, crop_downsampling(draw.scale, dataset.input_size)
+        )
+
+    return {
+        "released": lambda key: cv2.imread(
+            str(dataset.records[key[0]].image), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
+        ),
+        "default": lambda key: read_image(dataset.records[key[0]].image),
+        "reduced": reduced,
+    }
+
+
+def reduced_decode_effect(root: Path, size: int, keys: list[tuple[int, int]], **kwargs: object) -> str:
+    """How often reduced decoding engages on these samples, its factors, and how much it changes the crops."""
+    full = training_set(root, size, **kwargs)
+    reduced = training_set(root, size, reduced_decode=True, **kwargs)
+    factors: dict[int, int] = {}
+    differences, engaged = [], []
+    for key in keys:
+        draw = full.draw_augmentation(*key)
+        _, factor, _ = read_image_reduced(
+            full.records[key[0]].image, crop_downsampling(draw.scale, full.input_size)
+        )
+        factors[factor] = factors.get(factor, 0) + 1
+        a, b = full[key], reduced[key]
+        if not (
+            torch.equal(a["target"], b["target"]) and torch.equal(a["target_weight"], b["target_weight"])
+        ):
+            raise AssertionError(f"sample {key}: reduced decoding changed the targets")
+        difference = np.abs(grey_levels(a["image"]) - grey_levels(b["image"]))
+        differences.append(difference)
+        if factor > 1:
+            engaged.append(difference)
+    every = np.stack(differences)
+    shares = ", ".join(f"x{f}: {100 * n / len(keys):.0f}%" for f, n in sorted(factors.items()))
+    text = f"decode factor {shares}; crop |diff| over all samples: mean {every.mean():.2f}, max {every.max():.0f}"
+    if engaged:
+        text += f"; over the reduced ones: mean {np.stack(engaged).mean():.2f}"
+    return text + " grey levels; targets and weights identical"
+
+
+def machine_line() -> str:
+    """CPU, thread counts, load and library versions, for the table's caption."""
+    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
+    return (
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, load average {load}; "
+        f"torch {torch.__version__}, OpenCV {cv2.__version__}, NumPy {np.__version__}, "
+        f"Python {platform.python_version()}"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run every measurement and print one markdown table."""
+    """Run every measurement and print the markdown tables."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the real MPII sample folder")
-    parser.add_argument("--samples", type=int, default=200, help="samples per pipeline measurement")
+    parser.add_argument("--samples", type=int, default=150, help="samples per pipeline and repeat")
+    parser.add_argument("--repeats", type=int, default=5, help="repeats; each pipeline keeps its best")
     args = parser.parse_args(argv)
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
-    rows: list[tuple[str, str, str]] = []
+    print(f"before: {machine_line()}")
 
     real = {"annotation_file": "annot/sample.json"}
     with tempfile.TemporaryDirectory() as tmp:
@@ -139,23 +284,51 @@ def main(argv: list[str] | None = None) -> None:
         synthetic = make_synthetic_mpii(
             Path(tmp) / "synthetic", num_train=1000, num_valid=0, seed=0, image_size=128
         )
-        rows.append(("generate 1000 synthetic 128x128 images", f"{time.perf_counter() - start:.2f} s", "-"))
+        generation = time.perf_counter() - start
+        columns = []
+        effects = []
         for label, root, size, extra in (
-            ("real MPII JPEGs (sample.json), 256x256 crop", args.data, 256, real),
+            ("real MPII JPEGs, 256x256 crop", args.data, 256, real),
             ("synthetic set, 128x128 crop", synthetic, 128, {}),
         ):
-            fast = pipeline_rate(training_set(root, size, HeatmapCodec, **extra), args.samples)
-            naive = pipeline_rate(training_set(root, size, NaiveEncoder, **extra), args.samples)
-            rows.append((f"training sample: {label}", f"{fast:.0f} samples/s", f"{naive:.0f} samples/s"))
-        images = [
-            record.image
-            for record in load_mpii_records(args.data, "valid", annotation_file="annot/sample.json")
-        ]
-        decode = rate(lambda: [read_image(image) for image in images], max(1, args.samples // len(images)))
-        rows.append(
-            ("real MPII JPEGs: decoding alone (read_image)", f"{decode * len(images):.0f} images/s", "-")
-        )
+            default = training_set(root, size, **extra)
+            reduced = training_set(root, size, reduced_decode=True, **extra)
+            released = ReleasedPipeline(default)
+            keys = sample_keys(default, args.samples)
+            check_same_samples(released, default, keys[:20])
+            rates = interleaved_rates(
+                {"released": released, "default": default.__getitem__, "reduced": reduced.__getitem__},
+                keys,
+                args.repeats,
+            )
+            decodes = interleaved_rates(decode_functions(default), keys, args.repeats)
+            columns.append((label, rates, decodes))
+            effects.append((label, reduced_decode_effect(root, size, keys, **extra)))
 
+    names = {
+        "released": "released-style (OKDHP/HRNet reference)",
+        "default": "this project, default (samples unchanged)",
+        "reduced": "this project, `data.reduced_decode: true`",
+    }
+    print()
+    header = " | ".join(f"{label}: samples/s | ratio | decode share" for label, _, _ in columns)
+    print(f"| pipeline (1 process, 1 thread) | {header} |")
+    print("|---|" + "---|---|---|" * len(columns))
+    for key, name in names.items():
+        cells = []
+        for _, rates, decodes in columns:
+            share = rates[key] / decodes[key]
+            cells.append(f"{rates[key]:.0f} | {rates[key] / rates['released']:.2f}x | {100 * share:.0f}%")
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    print()
+    print("| reduced decoding on these samples | effect |")
+    print("|---|---|")
+    for label, text in effects:
+        print(f"| {label} | {text} |")
+
+    rows: list[tuple[str, str, str]] = [
+        ("generate 1000 synthetic 128x128 images", f"{generation:.2f} s", "-")
+    ]
     codec = HeatmapCodec((256, 256), (64, 64), 2.0)
     joints = np.random.default_rng(0).uniform(0, 255, size=(16, 2))
     visible = np.ones(16)
@@ -181,11 +354,29 @@ def main(argv: list[str] | None = None) -> None:
             f"{1000 * looped:.1f} ms",
         )
     )
-
+    print()
     print("| measurement (1 process, 1 thread) | this code | naive reference |")
     print("|---|---|---|")
     for row in rows:
         print("| " + " | ".join(row) + " |")
+    print()
+    print(f"after: {machine_line()}")
+
+
+def loop_pckh(
+    preds: np.ndarray, gt_joints: np.ndarray, annotated: np.ndarray, head_sizes: np.ndarray
+) -> float:
+    """PCKh@0.5 Mean (weighted, 14 joints) with one Python iteration per person and joint."""
+    counts, hits = [0] * 16, [0] * 16
+    for i in range(len(preds)):
+        for j in range(16):
+            if annotated[i][j] and j not in (6, 7):
+                distance = math.hypot(
+                    preds[i][j][0] - gt_joints[i][j][0], preds[i][j][1] - gt_joints[i][j][1]
+                )
+                counts[j] += 1
+                hits[j] += distance <= 0.5 * head_sizes[i]
+    return 100.0 * sum(hits) / sum(counts)
 
 
 if __name__ == "__main__":

@@ -16,9 +16,13 @@ from datasets.keypoints import Skeleton
 from datasets.transforms import (
     affine_points,
     check_color,
+    compose,
+    crop_downsampling,
     crop_matrix,
     normalize_image,
     read_image,
+    read_image_reduced,
+    reduced_to_raw_matrix,
     sample_augmentation,
     warp_image,
 )
@@ -68,6 +72,11 @@ class TopDownDataset(Dataset, abc.ABC):
     box is cropped with scale and rotation; here both happen in one warp of the raw image (``crop_matrix``).
     ``force_flip`` (True or False; None draws as usual) pins the training flip, e.g. for tests, without
     changing the other draws.
+
+    ``reduced_decode`` (off by default; it changes pixels) decodes a JPEG at 1/2, 1/4 or 1/8 of its size when
+    the crop shrinks the box by at least that factor, and warps from the reduced image with the matrix
+    composed accordingly. Joints, targets and weights are computed in the full image's frame as before, so
+    they do not change; the crop's pixels become block averages instead of bilinear point samples.
     """
 
     def __init__(
@@ -83,6 +92,7 @@ class TopDownDataset(Dataset, abc.ABC):
         flip: bool = True,
         color: str = "bgr_imagenet",
         seed: int = 0,
+        reduced_decode: bool = False,
     ) -> None:
         self.records = records
         self.skeleton = skeleton
@@ -95,6 +105,7 @@ class TopDownDataset(Dataset, abc.ABC):
         self.flip_prob = 0.5 if flip else 0.0
         self.color = color
         self.seed = seed
+        self.reduced_decode = bool(reduced_decode)
         self.epoch = 0
         self.force_flip: bool | None = None
         self._flip_permutation = skeleton.flip_permutation()
@@ -146,19 +157,30 @@ class TopDownDataset(Dataset, abc.ABC):
             flipped = bool(self.force_flip)
         return Augmentation(np.asarray(center, np.float64), scale * scale_multiplier, rotation, flipped)
 
-    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
-        index, epoch = (int(key[0]), int(key[1])) if isinstance(key, tuple) else (int(key), self.epoch)
-        record = self.records[index]
-        draw = self.draw_augmentation(index, epoch)
-        image = read_image(record.image)
+    def load_crop(self, record: PersonRecord, draw: Augmentation) -> tuple[np.ndarray, np.ndarray]:
+        """The warped crop of one draw and its raw-image->crop matrix (flip included), for the joints."""
+        if self.reduced_decode:
+            image, factor, (width, _) = read_image_reduced(
+                record.image, crop_downsampling(draw.scale, self.input_size)
+            )
+        else:
+            image, factor = read_image(record.image), 1
+            width = image.shape[1]
         matrix = crop_matrix(
             draw.center,
             draw.scale,
             draw.rotation,
             self.input_size,
-            flip_image_width=image.shape[1] if draw.flipped else None,
+            flip_image_width=width if draw.flipped else None,
         )
-        crop = warp_image(image, matrix, self.input_size)
+        pixel_matrix = matrix if factor == 1 else compose(matrix, reduced_to_raw_matrix(factor))
+        return warp_image(image, pixel_matrix, self.input_size), matrix
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
+        index, epoch = (int(key[0]), int(key[1])) if isinstance(key, tuple) else (int(key), self.epoch)
+        record = self.records[index]
+        draw = self.draw_augmentation(index, epoch)
+        crop, matrix = self.load_crop(record, draw)
         joints = affine_points(record.joints, matrix)
         visibility = np.asarray(record.joints_vis, dtype=np.float32).copy()
         if draw.flipped:

@@ -30,7 +30,7 @@ from datasets.codec import HeatmapCodec
 from datasets.keypoints import COCO as COCO_SKELETON
 from datasets.keypoints import COCO_UPPER_BODY
 from datasets.masks import input_to_heatmap_matrix, instance_mask, warp_mask
-from datasets.registry import DATASETS, check_subset, resolve_path, size_pair
+from datasets.registry import DATASETS, check_flag, check_subset, resolve_path, size_pair
 from datasets.transforms import PIXEL_STD, check_color
 from utils.coco_eval import (
     PERSON_CATEGORY_ID,
@@ -457,14 +457,18 @@ def build_coco(
     subset: int | None = None,
     oks_threshold: float = 0.9,
     keypoint_score_threshold: float = 0.2,
+    reduced_decode: bool = False,
     codec: HeatmapCodec | None = None,
 ) -> CocoDataset:
     """The ``data: {name: coco, ...}`` builder: the keyword arguments are the config keys (HRNet defaults).
 
     ``{split}`` in a path is the set name of the requested split (train_set or val_set). Training always
     uses the annotated boxes; ``use_gt_boxes: false`` makes the valid split use ``detection_file``.
+    ``reduced_decode: true`` decodes JPEGs at 1/2-1/8 size when the crop shrinks enough (faster; changes the
+    crop's pixels slightly, never the targets; see docs/data.md).
     """
     check_color(color)
+    check_flag(reduced_decode, "reduced_decode")
     if with_mask and not use_gt_boxes and not train:
         raise ConfigError("data.with_mask: masks need ground-truth persons; detector boxes have none")
     return build_coco_format(
@@ -493,6 +497,7 @@ def build_coco(
         with_mask=bool(with_mask),
         oks_threshold=float(oks_threshold),
         keypoint_score_threshold=float(keypoint_score_threshold),
+        reduced_decode=reduced_decode,
     )
 
 
@@ -515,12 +520,14 @@ def build_ochuman(
     subset: int | None = None,
     oks_threshold: float = 0.9,
     keypoint_score_threshold: float = 0.2,
+    reduced_decode: bool = False,
     codec: HeatmapCodec | None = None,
 ) -> CocoDataset:
     """The ``data: {name: ochuman, ...}`` builder: test-only (no training split), ground-truth boxes."""
     if train or split == "train":
         raise ConfigError("OCHuman has no training split: train on COCO and evaluate on OCHuman val/test")
     check_color(color)
+    check_flag(reduced_decode, "reduced_decode")
     return build_coco_format(
         dataset="OCHuman",
         layout=OCHUMAN_LAYOUT,
@@ -542,4 +549,5 @@ def build_ochuman(
         with_mask=bool(with_mask),
         oks_threshold=float(oks_threshold),
         keypoint_score_threshold=float(keypoint_score_threshold),
+        reduced_decode=reduced_decode,
     )

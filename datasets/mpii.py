@@ -29,7 +29,7 @@ import numpy as np
 from datasets.base import EvalResult, PersonRecord, TopDownDataset
 from datasets.codec import HeatmapCodec
 from datasets.keypoints import MPII
-from datasets.registry import DATASETS, check_subset, resolve_path, size_pair
+from datasets.registry import DATASETS, check_flag, check_subset, resolve_path, size_pair
 from datasets.transforms import check_color
 from utils.errors import ConfigError, DataError
 from utils.pckh import PCKhGroundTruth, compute_pckh, format_pckh_table, load_gt_mat, save_pred_mat
@@ -288,10 +288,16 @@ def build_mpii(
     flip: bool = True,
     color: str = "bgr_imagenet",
     subset: int | None = None,
+    reduced_decode: bool = False,
     codec: HeatmapCodec | None = None,
 ) -> MPIIDataset:
-    """The ``data: {name: mpii, ...}`` builder: the keyword arguments are the config keys (SPEC B defaults)."""
+    """The ``data: {name: mpii, ...}`` builder: the keyword arguments are the config keys (SPEC B defaults).
+
+    ``reduced_decode: true`` decodes JPEGs at 1/2-1/8 size when the crop shrinks enough (faster; changes the
+    crop's pixels slightly, never the targets; see docs/data.md).
+    """
     check_color(color)
+    check_flag(reduced_decode, "reduced_decode")
     check_subset(subset, "persons")
     return MPIIDataset(
         root,
@@ -311,4 +317,5 @@ def build_mpii(
         flip=bool(flip),
         color=color,
         seed=int(seed),
+        reduced_decode=reduced_decode,
     )

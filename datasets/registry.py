@@ -62,6 +62,13 @@ def check_subset(subset: int | None, unit: str) -> None:
         raise ConfigError(f"data.subset: expected a positive number of {unit}, got {subset!r}")
 
 
+def check_flag(value: Any, key: str) -> bool:
+    """A boolean config value (``data.<key>``); ConfigError for anything else (a string "false" is truthy)."""
+    if not isinstance(value, bool):
+        raise ConfigError(f"data.{key}: expected true or false, got {value!r}")
+    return value
+
+
 def resolve_path(root: Path, path: str | Path) -> Path:
     """A config path: absolute as given, relative to the dataset root otherwise."""
     path = Path(path).expanduser()

@@ -109,18 +109,101 @@ def warp_image(image: np.ndarray, matrix: np.ndarray, output_size: tuple[int, in
 # Annotations are in the stored pixel frame: never apply a JPEG's EXIF orientation tag (HRNet reads with
 # the same flags), or a tagged image would come out rotated against its keypoints.
 IMREAD_FLAGS = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
+# Reduced JPEG decoding: libjpeg scales the DCT blocks by 1/2, 1/4 or 1/8 while decoding (``data.reduced_decode``).
+REDUCED_IMREAD_FLAGS = {
+    2: cv2.IMREAD_REDUCED_COLOR_2 | cv2.IMREAD_IGNORE_ORIENTATION,
+    4: cv2.IMREAD_REDUCED_COLOR_4 | cv2.IMREAD_IGNORE_ORIENTATION,
+    8: cv2.IMREAD_REDUCED_COLOR_8 | cv2.IMREAD_IGNORE_ORIENTATION,
+}
+JPEG_START_OF_FRAME = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # SOFn markers (not DHT, JPG, DAC)
+
+
+def read_image_bytes(path: str | Path) -> np.ndarray:
+    """The encoded bytes of an image file as a uint8 array; DataError for a missing file."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"image not found: {path}")
+    return np.fromfile(str(path), dtype=np.uint8)
+
+
+def decode_image(data: np.ndarray, path: str | Path, flags: int = IMREAD_FLAGS) -> np.ndarray:
+    """Decode encoded image bytes to BGR uint8 with ``flags`` (EXIF orientation always ignored); DataError names a bad file."""
+    image = cv2.imdecode(data, flags | cv2.IMREAD_IGNORE_ORIENTATION) if data.size else None
+    if image is None:
+        raise DataError(f"cannot decode image {path}: the file is empty or corrupt (expected a JPEG or PNG)")
+    return image
 
 
 def read_image(path: str | Path) -> np.ndarray:
     """Read an image as BGR uint8 in its stored pixel frame (EXIF orientation ignored); DataError names a bad file."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"image not found: {path}")
-    data = np.fromfile(str(path), dtype=np.uint8)
-    image = cv2.imdecode(data, IMREAD_FLAGS) if data.size else None
-    if image is None:
-        raise DataError(f"cannot decode image {path}: the file is empty or corrupt (expected a JPEG or PNG)")
-    return image
+    return decode_image(read_image_bytes(path), path)
+
+
+def jpeg_size(data: np.ndarray) -> tuple[int, int] | None:
+    """(width, height) stored in a JPEG's start-of-frame header, without decoding; None if not a JPEG."""
+    raw = memoryview(np.ascontiguousarray(data, dtype=np.uint8))
+    if len(raw) < 4 or raw[0] != 0xFF or raw[1] != 0xD8:
+        return None
+    offset = 2
+    while offset + 9 <= len(raw):
+        if raw[offset] != 0xFF:
+            return None
+        marker = raw[offset + 1]
+        if marker == 0xFF:  # fill byte before a marker
+            offset += 1
+            continue
+        if marker in JPEG_START_OF_FRAME:
+            height = int.from_bytes(raw[offset + 5 : offset + 7], "big")
+            width = int.from_bytes(raw[offset + 7 : offset + 9], "big")
+            return (width, height) if width and height else None
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # markers without a length
+            offset += 2
+            continue
+        offset += 2 + int.from_bytes(raw[offset + 2 : offset + 4], "big")
+    return None
+
+
+def crop_downsampling(scale: np.ndarray | float, output_size: tuple[int, int]) -> float:
+    """Image pixels per crop pixel of a box (``scale * 200`` wide onto ``output_size``): the zoom-out factor."""
+    scale_x = float(np.broadcast_to(np.asarray(scale, dtype=np.float64), (2,))[0])
+    return scale_x * PIXEL_STD / float(output_size[0])
+
+
+def decode_reduction(downsampling: float) -> int:
+    """The largest JPEG reduction (8, 4, 2) not above the crop's downsampling, else 1 (full decode)."""
+    for factor in sorted(REDUCED_IMREAD_FLAGS, reverse=True):
+        if downsampling >= factor:
+            return factor
+    return 1
+
+
+def reduced_to_raw_matrix(factor: int) -> np.ndarray:
+    """The 2x3 matrix from a 1/``factor`` decoded image's pixels to the full image's pixels.
+
+    A reduced pixel ``j`` is the average of full pixels ``factor * j .. factor * j + factor - 1`` (one DCT
+    block scaled down), so its centre is ``factor * j + (factor - 1) / 2``.
+    """
+    offset = (factor - 1) / 2.0
+    return np.array([[float(factor), 0.0, offset], [0.0, float(factor), offset]])
+
+
+def read_image_reduced(path: str | Path, downsampling: float) -> tuple[np.ndarray, int, tuple[int, int]]:
+    """Decode a JPEG at the largest reduction its crop's ``downsampling`` allows (full decode otherwise).
+
+    Returns the image, the reduction used (1 for a full decode, always for a non-JPEG file or a header this
+    reader does not understand) and the full image's (width, height) from the JPEG header, which the flip
+    needs. Reduced pixels are block averages: they differ slightly from bilinear samples of the full image.
+    """
+    data = read_image_bytes(path)
+    factor = decode_reduction(downsampling)
+    size = jpeg_size(data) if factor > 1 else None
+    if size is not None:
+        image = decode_image(data, path, REDUCED_IMREAD_FLAGS[factor])
+        expected = (-(-size[1] // factor), -(-size[0] // factor))
+        if image.shape[:2] == expected:
+            return image, factor, size
+    image = decode_image(data, path)
+    return image, 1, (image.shape[1], image.shape[0])
 
 
 def check_color(color: str) -> None:
@@ -131,18 +214,32 @@ def check_color(color: str) -> None:
         )
 
 
+def _normalize_tables() -> np.ndarray:
+    """(3, 256) float32: ``(v / 255 - mean[c]) / std[c]`` for every grey level v, in the old formula's float32 ops."""
+    levels = np.arange(256, dtype=np.float32)[None, :]
+    return np.ascontiguousarray((levels / 255.0 - IMAGENET_MEAN[:, None]) / IMAGENET_STD[:, None])
+
+
+NORMALIZE_TABLES = _normalize_tables()
+
+
 def normalize_image(image: np.ndarray, color: str) -> torch.Tensor:
     """BGR uint8 HxWx3 -> normalised float tensor 3xHxW.
 
     ``bgr_imagenet`` keeps OpenCV's BGR channel order but subtracts the RGB ImageNet mean (the released
     OKDHP/FPD MPII code does this); ``rgb_imagenet`` converts to RGB first (HRNet's COCO practice).
+    Each plane goes through a 256-entry lookup table straight into the CHW output: the same float32 values as
+    ``(image / 255 - mean) / std`` (bit for bit), without the float temporaries and the transposing copy.
     """
     if color not in COLOR_MODES:
         raise ValueError(f"unknown color mode '{color}'; expected one of {COLOR_MODES}")
-    if color == "rgb_imagenet":
-        image = image[:, :, ::-1]
-    array = (image.astype(np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
-    return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
+    height, width = image.shape[:2]
+    planes = cv2.split(np.ascontiguousarray(image))
+    sources = (2, 1, 0) if color == "rgb_imagenet" else (0, 1, 2)
+    output = np.empty((3, height, width), dtype=np.float32)
+    for channel, source in enumerate(sources):
+        cv2.LUT(planes[source], NORMALIZE_TABLES[channel], dst=output[channel])
+    return torch.from_numpy(output)
 
 
 def sample_augmentation(
