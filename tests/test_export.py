@@ -142,6 +142,7 @@ def test_hrnet_student_exports(coco_data, tmp_path, capsys) -> None:
         assert max_abs(onnx_heatmaps(out, crops), model(crops).final.numpy()) < TOLERANCE
 
 
+@pytest.mark.slow  # a resnet18 encoder: the largest network of these tests
 def test_mobile_network_exports_at_another_input_size(coco_data, tmp_path, capsys) -> None:
     section = {"name": "mobile", "num_joints": 17, "backbone": "resnet18", "deconv_channels": 16}
     data = coco_data_section(coco_data, input_size=[64, 64], heatmap_size=[16, 16], sigma=1.0)

@@ -175,17 +175,19 @@ def make_predictor(
 
 
 def _check_same_pipeline(predictor: Predictor, checkpoint: Path, onnx: Path) -> None:
-    """Refuse a checkpoint and an ONNX file that were trained with different inputs or skeletons."""
+    """Refuse a checkpoint and an ONNX file made for another skeleton or colour mode (the input size may differ:
+    a file can be exported at another size)."""
     from utils.checkpoint import load_checkpoint
     from utils.predictor import model_and_pipeline
 
     _, pipeline = model_and_pipeline(load_checkpoint(checkpoint), str(checkpoint))
-    mine = (predictor.codec.heatmap_size, predictor.color, predictor.skeleton.joint_names)
-    theirs = (pipeline["codec"].heatmap_size, pipeline["color"], pipeline["skeleton"].joint_names)
-    if mine != theirs:
+    if (predictor.color, predictor.skeleton.joint_names) != (
+        pipeline["color"],
+        pipeline["skeleton"].joint_names,
+    ):
         raise UserError(
-            f"{onnx} and {checkpoint} do not belong together (heatmap size, colour mode or joints differ); "
-            "give only --onnx: its sidecar JSON holds the whole pipeline"
+            f"{onnx} and {checkpoint} do not belong together (their colour modes or joints differ); give only "
+            "--onnx: its sidecar JSON holds the whole pipeline"
         )
 
 

@@ -323,7 +323,7 @@ def export_onnx(
     wrapper = HeatmapNetwork(network.model).eval()
 
     onnx_path.parent.mkdir(parents=True, exist_ok=True)
-    _torch_export(wrapper, crops[:1], onnx_path, opset, dynamic_batch)
+    torch_export(wrapper, crops[:1], onnx_path, opset, dynamic_batch)
     try:
         onnx.checker.check_model(str(onnx_path))
     except onnx.checker.ValidationError as error:
@@ -367,7 +367,7 @@ def export_onnx(
     return document
 
 
-def _torch_export(wrapper: nn.Module, example: Tensor, path: Path, opset: int, dynamic_batch: bool) -> None:
+def torch_export(wrapper: nn.Module, example: Tensor, path: Path, opset: int, dynamic_batch: bool) -> None:
     """``torch.onnx.export`` with the TorchScript exporter (the dynamo one needs onnxscript), warnings muted."""
     dynamic_axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if dynamic_batch else None
     try:

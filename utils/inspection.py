@@ -147,39 +147,52 @@ def plot_fau_weights(
     plt.close(fig)
 
 
+CELL = 72  # pixels per heatmap in the mosaic
+LABEL_WIDTH = 96
+
+
 def plot_heatmaps(
     crop: np.ndarray, rows: dict[str, Tensor], skeleton: Any, stride: np.ndarray, path: Path
 ) -> None:
-    """One row per source (ground truth, ensemble, branches): the crop with its decoded joints, then each joint's heatmap."""
+    """A mosaic, one row per source (ground truth, ensemble, branches): the crop with the joints decoded from
+    that row, then each joint's heatmap (colour scale 0..1, its maximum written below)."""
     from datasets.codec import HeatmapCodec
     from utils.vis import LIMBS, draw_pose
 
     joints = skeleton.num_joints
-    fig, axes = plt.subplots(
-        len(rows), joints + 1, figsize=(0.9 * (joints + 1), 1.0 * len(rows)), squeeze=False
-    )
     limbs = LIMBS.get(skeleton.name, ())
-    zoom = max(1, round(256 / crop.shape[1]))
-    crop = cv2.resize(crop, None, fx=zoom, fy=zoom, interpolation=cv2.INTER_LINEAR)
+    header, footer = 30, 14
+    row_height = CELL + footer
+    width = LABEL_WIDTH + CELL * (joints + 1)
+    canvas = np.full((header + row_height * len(rows), width, 3), 255, np.uint8)
+    _text(canvas, "heatmaps per joint (colour scale 0..1; the maximum below each)", (4, 12), 0.4)
+    for j, name in enumerate(skeleton.joint_names):
+        _text(canvas, name[:11], (LABEL_WIDTH + CELL * (j + 1) + 2, header - 4), 0.32)
+    zoom = CELL / crop.shape[1]
+    crop_cell = cv2.resize(crop, (CELL, round(crop.shape[0] * zoom)), interpolation=cv2.INTER_LINEAR)[:CELL]
     for r, (name, heatmaps) in enumerate(rows.items()):
+        top = header + r * row_height
         heatmaps = heatmaps.float().cpu()
         coords, peaks = HeatmapCodec.decode(heatmaps[None])
         points = (coords[0].numpy() * stride + 0.5) * zoom - 0.5
         scores = peaks[0, :, 0].numpy()[None]
         pose = draw_pose(
-            crop, points[None], scores, skeleton.joint_names, limbs, show_scores=False, legend=False
+            crop_cell, points[None], scores, skeleton.joint_names, limbs, show_scores=False, legend=False
         )
-        axes[r, 0].imshow(cv2.cvtColor(pose, cv2.COLOR_BGR2RGB))
-        axes[r, 0].set_ylabel(name, fontsize=7)
+        canvas[top : top + pose.shape[0], LABEL_WIDTH : LABEL_WIDTH + CELL] = pose
+        _text(canvas, name, (4, top + CELL // 2), 0.4)
         for j in range(joints):
-            axes[r, j + 1].imshow(heatmaps[j].numpy(), cmap="magma", vmin=0.0, vmax=1.0)
-            axes[r, j + 1].set_xlabel(f"{float(heatmaps[j].max()):.2f}", fontsize=6, labelpad=1)
-            if r == 0:
-                axes[r, j + 1].set_title(skeleton.joint_names[j], fontsize=6)
-    for ax in axes.ravel():
-        ax.set_xticks([])
-        ax.set_yticks([])
-    fig.suptitle("heatmaps per joint (colour 0..1; peak value below each)", fontsize=8)
-    fig.tight_layout(pad=0.3)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+            heat = np.clip(heatmaps[j].numpy(), 0.0, 1.0)
+            cell = cv2.applyColorMap((heat * 255).astype(np.uint8), cv2.COLORMAP_MAGMA)
+            left = LABEL_WIDTH + CELL * (j + 1)
+            canvas[top : top + CELL, left : left + CELL] = cv2.resize(
+                cell, (CELL, CELL), interpolation=cv2.INTER_NEAREST
+            )
+            _text(
+                canvas, f"{float(heatmaps[j].max()):.2f}", (left + CELL // 3, top + CELL + footer - 3), 0.32
+            )
+    cv2.imwrite(str(path), canvas)
+
+
+def _text(canvas: np.ndarray, text: str, origin: tuple[int, int], scale: float) -> None:
+    cv2.putText(canvas, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1, cv2.LINE_AA)
