@@ -4,6 +4,7 @@ PyTorch and onnxruntime within a pixel, and one clear paragraph for each bad inp
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -117,6 +118,19 @@ def test_mpii_sample_with_ground_truth_boxes(run_dir, mpii_data, tmp_path, capsy
     onnx_points = plain_keypoints(tmp_path / "onnx", dataset)
     assert np.abs(onnx_points[..., :2] - torch_points[..., :2]).max() < ONE_PIXEL
     np.testing.assert_allclose(onnx_points[..., 2], torch_points[..., 2], atol=1e-4)
+
+    # A program that knows only the ONNX file and its sidecar (isolated: nothing of this repository on its
+    # path) computes the same keypoints.
+    record = dataset.records[0]
+    box = mpii_boxes(dataset)[record.image.name][0]
+    script = Path(__file__).resolve().parents[1] / "tools" / "standalone_pose.py"
+    result = subprocess.run(
+        [sys.executable, "-I", str(script), str(onnx), str(record.image), "--box", *map(str, box)],
+        cwd=tmp_path, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    standalone = np.array(json.loads(result.stdout)["keypoints"])
+    np.testing.assert_allclose(standalone, onnx_points[0], atol=1e-3)
 
 
 def test_coco_sample_with_ground_truth_boxes(coco_checkpoint, coco_data, tmp_path, capsys) -> None:

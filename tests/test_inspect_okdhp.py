@@ -53,3 +53,18 @@ def test_fau_weights_and_heatmaps_of_real_persons(run_dir, mpii_data, tmp_path, 
 def test_a_single_network_has_no_fau(run_dir, tmp_path, capsys) -> None:
     code = run_cli(inspect_main, [str(run_dir / "deploy.pth"), "--out", str(tmp_path)])
     assert_one_paragraph(code, capsys.readouterr().err, "has no FAU", "multi-branch")
+
+
+def test_fau_weights_of_a_multi_branch_mobile_net_read_the_encoder() -> None:
+    from utils.inspection import fau_weights
+
+    model = build_model(
+        {"name": "okdhp_mobile", "backbone": "mobilenet_v2", "deconv_channels": 8, "fau_channels": 8}
+    ).eval()
+    images = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        weights = fau_weights(model, images)
+        expected = model.fau.branch_weights(model.encoder(images))
+    assert weights.shape == (2, 3, 16)
+    torch.testing.assert_close(weights, expected)
+    torch.testing.assert_close(weights.sum(dim=1), torch.ones(2, 16))
