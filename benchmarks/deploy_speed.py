@@ -1,0 +1,225 @@
+"""CPU inference speed of the extracted 4-stack OKDHP branch: PyTorch eager, its speed switches, onnxruntime.
+
+    python benchmarks/deploy_speed.py [--config mpii/hg4_okdhp] [--threads 2] [--compile-timeout 300]
+
+The branch is ``deploy('branch0')`` of the config's multi-branch model (for mpii/hg4_okdhp: a 4-stack
+hourglass, 256 features, 13,018,816 parameters) with random weights, on random 256x256 inputs. One run
+measures every mode: batch 1 latency (median of ``--iters`` calls) and batch 8 throughput, and prints a
+markdown table with ratios to PyTorch eager fp32. The bf16 rows differ from fp32 in their outputs (reported
+as the max |difference| of the heatmaps); every other row computes the fp32 result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+from models.registry import build_model  # noqa: E402
+from utils.cli import resolve_config_path  # noqa: E402
+from utils.config import load_config  # noqa: E402
+from utils.export import HeatmapNetwork, torch_export  # noqa: E402
+
+Forward = Callable[[torch.Tensor], torch.Tensor]
+
+
+class CompileTimeout(Exception):
+    """torch.compile took longer than --compile-timeout."""
+
+
+def median_seconds(forward: Forward, images: torch.Tensor, warmup: int, iters: int) -> float:
+    """Median wall-clock seconds of ``forward(images)`` after ``warmup`` calls."""
+    for _ in range(warmup):
+        forward(images)
+    times = []
+    for _ in range(iters):
+        start = time.perf_counter()
+        forward(images)
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
+
+
+def torch_mode(model: torch.nn.Module, *, channels_last: bool = False, bf16: bool = False) -> Forward:
+    """A forward in inference mode with the given memory format and autocast."""
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+
+    def forward(images: torch.Tensor) -> torch.Tensor:
+        if channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        autocast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else nullcontext()
+        with torch.inference_mode(), autocast:
+            return model(images).float()
+
+    return forward
+
+
+def compiled_mode(model: torch.nn.Module, images: torch.Tensor, timeout: int) -> tuple[Forward, float]:
+    """``torch.compile`` (inductor) of the fp32 model and the seconds its first two calls took."""
+    compiled = torch.compile(model)
+
+    def forward(batch: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return compiled(batch)
+
+    expired = []
+
+    def give_up(*_: object) -> None:
+        expired.append(True)
+        raise CompileTimeout
+
+    previous = signal.signal(signal.SIGALRM, give_up)
+    signal.alarm(timeout)
+    start = time.perf_counter()
+    try:
+        forward(images[:1])
+        forward(images)  # batch 8 compiles again unless the first graph is dynamic
+    except Exception:
+        if expired:  # dynamo wraps the exception raised inside the compiler into its own
+            raise CompileTimeout from None
+        raise
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    return forward, time.perf_counter() - start
+
+
+def onnx_mode(model: torch.nn.Module, example: torch.Tensor, threads: int, folder: Path) -> Forward:
+    """The model exported with a free batch dimension, run by onnxruntime's CPU provider."""
+    import onnxruntime as ort
+
+    path = folder / "branch.onnx"
+    torch_export(HeatmapNetwork(model).eval(), example, path, 17, dynamic_batch=True)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    def forward(images: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(session.run(None, {"images": images.numpy()})[0])
+
+    return forward
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--config", default="mpii/hg4_okdhp", help="multi-branch experiment (default mpii/hg4_okdhp)"
+    )
+    parser.add_argument("--head", default="branch0")
+    parser.add_argument(
+        "--threads", type=int, default=os.cpu_count() or 1, help="torch and onnxruntime threads"
+    )
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--iters", type=int, default=5, help="timed calls per measurement (median)")
+    parser.add_argument(
+        "--compile-timeout", type=int, default=300, help="seconds torch.compile may take (0: skip)"
+    )
+    args = parser.parse_args(argv)
+
+    torch.manual_seed(0)
+    torch.set_num_threads(args.threads)
+    config = load_config(resolve_config_path(args.config))
+    width, height = config.data["input_size"]
+    with torch.device("meta"):
+        section = build_model(config.model).deploy_section(args.head)
+    model = build_model(section).eval()
+    params = sum(p.numel() for p in model.parameters())
+    network = HeatmapNetwork(model).eval()
+    images = torch.randn(8, 3, height, width)
+    with torch.inference_mode():
+        reference = network(images[:1])
+
+    modes: dict[str, Callable[[], Forward]] = {
+        "PyTorch eager fp32": lambda: torch_mode(network),
+        "PyTorch channels_last fp32": lambda: torch_mode(
+            HeatmapNetwork(build_copy(model)).eval(), channels_last=True
+        ),
+        "PyTorch bf16 autocast": lambda: torch_mode(network, bf16=True),
+        "PyTorch channels_last + bf16 autocast": lambda: torch_mode(
+            HeatmapNetwork(build_copy(model)).eval(), channels_last=True, bf16=True
+        ),
+    }
+    notes: dict[str, str] = {}
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        modes["onnxruntime fp32 (CPU provider)"] = lambda: onnx_mode(
+            model, images[:1], args.threads, Path(folder)
+        )
+        if args.compile_timeout > 0:
+
+            def compile_row() -> Forward:
+                forward, seconds = compiled_mode(
+                    HeatmapNetwork(build_copy(model)).eval(), images, args.compile_timeout
+                )
+                notes["torch.compile fp32 (inductor)"] = f"compiled in {seconds:.0f} s"
+                return forward
+
+            modes["torch.compile fp32 (inductor)"] = compile_row
+        for name, make in modes.items():
+            try:
+                forward = make()
+            except CompileTimeout:
+                rows.append((name, None, None, f"skipped: compiling took over {args.compile_timeout} s"))
+                continue
+            except Exception as error:  # a mode this machine cannot run is reported, not fatal
+                rows.append((name, None, None, f"failed: {str(error).splitlines()[0][:80]}"))
+                continue
+            difference = float((forward(images[:1]).float() - reference).abs().max())
+            latency = median_seconds(forward, images[:1], args.warmup, args.iters)
+            batch8 = median_seconds(forward, images, max(1, args.warmup // 2), max(2, args.iters // 2))
+            note = "; ".join(filter(None, [notes.get(name), f"max diff vs eager {difference:.1e}"]))
+            rows.append((name, latency, 8 / batch8, note))
+            print(
+                f"{name}: {1000 * latency:.1f} ms at batch 1, {8 / batch8:.2f} images/s at batch 8",
+                file=sys.stderr,
+            )
+
+    print(
+        f"extracted {args.head} of {args.config} ({section['name']}, {section.get('num_stacks')} stacks, "
+        f"{params:,} params), input {height}x{width}, random weights and inputs; {platform.processor() or platform.machine()}, "
+        f"{args.threads} threads, torch {torch.__version__}, onnxruntime {onnx_version()}, Python {platform.python_version()}\n"
+    )
+    print("| mode | batch 1 latency, ms | speed-up | batch 8 throughput, images/s | speed-up | note |")
+    print("|---|---|---|---|---|---|")
+    base = rows[0]
+    for name, latency, throughput, note in rows:
+        if latency is None:
+            print(f"| {name} | - | - | - | - | {note} |")
+            continue
+        print(
+            f"| {name} | {1000 * latency:.1f} | {base[1] / latency:.2f}x | {throughput:.2f} | "
+            f"{throughput / base[2]:.2f}x | {note} |"
+        )
+    return 0
+
+
+def build_copy(model: torch.nn.Module) -> torch.nn.Module:
+    """An independent copy of the model (a mode that changes memory format must not change the others)."""
+    import copy
+
+    return copy.deepcopy(model)
+
+
+def onnx_version() -> str:
+    try:
+        import onnxruntime
+
+        return onnxruntime.__version__
+    except ImportError:
+        return "not installed"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

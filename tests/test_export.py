@@ -1,0 +1,190 @@
+"""tools/export.py: ONNX files whose onnxruntime heatmaps equal PyTorch's on real crops, and a complete sidecar."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from datasets.keypoints import COCO, MPII
+from datasets.registry import build_codec, build_dataset
+from models.registry import build_model
+from tests.deploy_helpers import (
+    coco_data_section,
+    max_abs,
+    mpii_data_section,
+    random_deploy_checkpoint,
+    tiny_okdhp_run,
+)
+from tools.export import main as export_main
+from utils.checkpoint import load_checkpoint
+from utils.cli import run_cli
+from utils.export import SIDECAR_FORMAT, TOLERANCE, OnnxRuntimeNetwork
+from utils.vis import LIMBS
+
+pytest.importorskip("onnxruntime")
+
+SIDECAR_KEYS = {
+    "format", "onnx_file", "opset", "input", "output", "input_size", "heatmap_size", "stride", "sigma",
+    "color", "skeleton", "joint_names", "flip_pairs", "limbs", "crop", "flip_test", "decode", "model",
+    "source", "check",
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_okdhp_run(tmp_path_factory)
+
+
+def export(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
+    """Run the tool in this process; returns (exit code, stdout, stderr)."""
+    code = run_cli(export_main, [str(a) for a in args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def real_crops(data: dict, codec_source: dict | None = None) -> tuple[torch.Tensor, object]:
+    """The validation crops of a real sample section, with the codec of ``codec_source`` (default: data's)."""
+    codec = build_codec({**data, **(codec_source or {})})
+    dataset = build_dataset(data, "valid", train=False, codec=codec)
+    return torch.stack([dataset[i]["image"] for i in range(len(dataset))]), dataset
+
+
+def onnx_heatmaps(path: Path, crops: torch.Tensor) -> np.ndarray:
+    return OnnxRuntimeNetwork(path)(crops).final.numpy()
+
+
+def assert_complete_sidecar(
+    document: dict, skeleton, input_wh: tuple[int, int], heatmap_wh: tuple[int, int]
+) -> None:
+    assert set(document) == SIDECAR_KEYS
+    assert document["format"] == SIDECAR_FORMAT
+    assert document["input_size"] == {"width": input_wh[0], "height": input_wh[1]}
+    assert document["heatmap_size"] == {"width": heatmap_wh[0], "height": heatmap_wh[1]}
+    assert document["stride"] == [input_wh[0] / heatmap_wh[0], input_wh[1] / heatmap_wh[1]]
+    assert document["joint_names"] == list(skeleton.joint_names)
+    assert document["flip_pairs"] == [list(p) for p in skeleton.flip_pairs]
+    assert document["limbs"] == [list(limb) for limb in LIMBS[skeleton.name]]
+    assert document["output"]["shape"][1:] == [skeleton.num_joints, heatmap_wh[1], heatmap_wh[0]]
+    assert document["color"]["mean"] == [0.485, 0.456, 0.406] and document["color"]["std"] == [
+        0.229,
+        0.224,
+        0.225,
+    ]
+    assert document["decode"]["quarter_offset"] == 0.25 and "argmax" in document["decode"]["rule"]
+    assert document["check"]["max_abs_difference"] <= TOLERANCE
+    assert {"enabled", "shift_heatmap", "rule"} <= set(document["flip_test"])
+
+
+def test_deploy_checkpoint_exports_with_equal_heatmaps(run_dir, mpii_data, tmp_path, capsys) -> None:
+    out = tmp_path / "hg.onnx"
+    code, stdout, stderr = export(capsys, run_dir / "deploy.pth", "--onnx", out)
+    assert code == 0, stderr
+    assert "max |heatmap difference|" in stdout
+    document = json.loads(out.with_suffix(".json").read_text())
+    assert_complete_sidecar(document, MPII, (64, 64), (16, 16))
+    assert document["color"]["mode"] == "bgr_imagenet" and document["color"]["channel_order"] == "BGR"
+    assert document["input"]["shape"] == [1, 3, 64, 64]
+    assert document["model"]["name"] == "hourglass" and document["model"]["num_stacks"] == 2
+
+    deploy = load_checkpoint(run_dir / "deploy.pth")
+    model = build_model(deploy["model_config"]).eval()
+    model.load_state_dict(deploy["model"])
+    crops, _ = real_crops(mpii_data_section(mpii_data))
+    with torch.no_grad():
+        expected = model(crops).final.numpy()
+    assert max_abs(onnx_heatmaps(out, crops), expected) < TOLERANCE  # batch 1 file, run person by person
+    assert np.abs(expected).max() > 0.05  # a trained network: the comparison is not of zeros
+
+
+def test_branch_of_a_multi_branch_checkpoint_with_head(run_dir, mpii_data, tmp_path, capsys) -> None:
+    out = tmp_path / "branch1.onnx"
+    code, _, stderr = export(
+        capsys, run_dir / "best.pth", "--onnx", out, "--head", "branch1", "--dynamic-batch"
+    )
+    assert code == 0, stderr
+    document = json.loads(out.with_suffix(".json").read_text())
+    assert document["source"]["head"] == "branch1" and document["input"]["shape"][0] == "batch"
+
+    state = load_checkpoint(run_dir / "best.pth")
+    multi = build_model(state["config"]["model"]).eval()
+    multi.load_state_dict(state["model"])
+    crops, _ = real_crops(mpii_data_section(mpii_data))
+    with torch.no_grad():
+        expected = multi(crops).heads()["branch1"].numpy()
+    assert max_abs(onnx_heatmaps(out, crops), expected) < TOLERANCE  # the whole batch at once
+
+
+def test_hrnet_student_exports(coco_data, tmp_path, capsys) -> None:
+    section = {"name": "hrnet", "num_joints": 17, "width": 8, "stage_modules": [1, 1, 1], "stage_blocks": 1}
+    data = coco_data_section(coco_data)
+    checkpoint = random_deploy_checkpoint(section, data, tmp_path / "hrnet.pth")
+    out = tmp_path / "hrnet.onnx"
+    code, _, stderr = export(
+        capsys, checkpoint, "--onnx", out, "--image", coco_data / "images/val2017/000000000785.jpg"
+    )
+    assert code == 0, stderr
+    document = json.loads(out.with_suffix(".json").read_text())
+    assert_complete_sidecar(document, COCO, (48, 64), (12, 16))
+    assert document["color"]["mode"] == "rgb_imagenet" and document["color"]["channel_order"] == "RGB"
+    assert (
+        document["check"]["max_abs_heatmap"] > 0.1
+    )  # realistic heatmaps, not the near-zero of a fresh HRNet
+
+    model = build_model(section).eval()
+    model.load_state_dict(load_checkpoint(checkpoint)["model"])
+    crops, _ = real_crops(data)
+    with torch.no_grad():
+        assert max_abs(onnx_heatmaps(out, crops), model(crops).final.numpy()) < TOLERANCE
+
+
+@pytest.mark.slow  # a resnet18 encoder: the largest network of these tests
+def test_mobile_network_exports_at_another_input_size(coco_data, tmp_path, capsys) -> None:
+    section = {"name": "mobile", "num_joints": 17, "backbone": "resnet18", "deconv_channels": 16}
+    data = coco_data_section(coco_data, input_size=[64, 64], heatmap_size=[16, 16], sigma=1.0)
+    checkpoint = random_deploy_checkpoint(section, data, tmp_path / "mobile.pth")
+    out = tmp_path / "mobile.onnx"
+    code, _, stderr = export(capsys, checkpoint, "--onnx", out, "--input-size", "96", "64")
+    assert code == 0, stderr
+    document = json.loads(out.with_suffix(".json").read_text())
+    assert_complete_sidecar(document, COCO, (64, 96), (16, 24))
+
+    model = build_model(section).eval()
+    model.load_state_dict(load_checkpoint(checkpoint)["model"])
+    crops, _ = real_crops(data, {"input_size": [64, 96], "heatmap_size": [16, 24]})
+    with torch.no_grad():
+        assert max_abs(onnx_heatmaps(out, crops), model(crops).final.numpy()) < TOLERANCE
+
+
+def assert_one_paragraph(code: int, stderr: str, *needles: str) -> None:
+    assert code == 2
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), stderr
+    assert "Traceback" not in stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+def test_multi_branch_checkpoint_without_head_lists_the_heads(run_dir, tmp_path, capsys) -> None:
+    code, _, stderr = export(capsys, run_dir / "best.pth", "--onnx", tmp_path / "x.onnx")
+    assert_one_paragraph(code, stderr, "multi-branch", "--head", "branch0, branch1")
+    code, _, stderr = export(capsys, run_dir / "best.pth", "--onnx", tmp_path / "x.onnx", "--head", "branch7")
+    assert_one_paragraph(code, stderr, "branch7", "branch0, branch1")
+    assert not (tmp_path / "x.onnx").exists()
+
+
+def test_missing_onnxruntime_says_what_to_install(run_dir, tmp_path, capsys, monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime now raises ImportError
+    code, _, stderr = export(capsys, run_dir / "deploy.pth", "--onnx", tmp_path / "x.onnx")
+    assert_one_paragraph(code, stderr, "'onnxruntime'", "requirements-export.txt")
+
+
+def test_a_difference_above_the_tolerance_fails(run_dir, tmp_path, capsys, monkeypatch) -> None:
+    monkeypatch.setattr("utils.export.TOLERANCE", -1.0)  # any difference is too much
+    code, _, stderr = export(capsys, run_dir / "deploy.pth", "--onnx", tmp_path / "x.onnx")
+    assert_one_paragraph(code, stderr, "differ from PyTorch's", "no sidecar JSON")
+    assert not (tmp_path / "x.json").exists()

@@ -1,0 +1,324 @@
+"""Top-down pose on any image: person boxes -> crops -> keypoints in image pixels, drawn and written as JSON.
+
+Persons come from a boxes file, a COCO detections file, or (neither given) the whole image as one person.
+The network is a checkpoint run by PyTorch or an exported ONNX file run by onnxruntime; both predict through
+``Predictor`` (the same crop, flip test and decode as validation), so they agree to numerical noise.
+
+Boxes file (``--boxes``): a JSON object from image file name (no folder) to a list of boxes [x, y, w, h] in
+pixels, e.g. ``{"000000000785.jpg": [[280.8, 44.7, 218.7, 346.7]]}``. COCO detections (``--detections``): a
+COCO results list ``[{image_id, category_id, bbox [x, y, w, h], score}, ...]``; an image matches the
+detections whose image_id is its file name stem read as an integer (``000000000785.jpg`` -> 785), person
+boxes below ``score_threshold`` are dropped. Every box becomes a crop by the project's COCO rule (centre,
+input aspect ratio, 1.25 padding).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from datasets.transforms import read_image
+from utils.coco_eval import PERSON_CATEGORY_ID, coco_results, rescore
+from utils.errors import DataError, UserError
+from utils.export import IMAGE_SUFFIXES, box_crop, load_network, onnx_predictor, read_sidecar, whole_image_box
+from utils.predictor import Predictor
+from utils.runtime import make_runtime
+
+KEYPOINT_SCORE_THRESHOLD = 0.2  # HRNet's rescoring: a person's score averages the joints above this
+COCO_RESULTS_FILE = "coco_results.json"
+
+
+@dataclass
+class Person:
+    """One person to predict: its box [x, y, w, h] in image pixels and the box's score."""
+
+    box: np.ndarray
+    score: float = 1.0
+
+
+def list_images(path: str | Path) -> list[Path]:
+    """One image file, or the image files of a folder (by suffix, sorted); a DataError when there are none."""
+    path = Path(path)
+    if path.is_dir():
+        images = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        if not images:
+            raise DataError(f"{path} holds no images (files ending in {', '.join(IMAGE_SUFFIXES)})")
+        return images
+    if not path.exists():
+        raise DataError(f"image or folder not found: {path}")
+    return [path]
+
+
+def _box(value: Any, where: str) -> np.ndarray:
+    """A box [x, y, w, h] of 4 finite numbers, or a DataError naming where it was read."""
+    try:
+        box = np.asarray(value, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        box = np.zeros(0)
+    if box.shape != (4,) or not np.all(np.isfinite(box)):
+        raise DataError(f"{where}: a box must be 4 finite numbers [x, y, w, h] in pixels, got {value!r:.80}")
+    return box
+
+
+def read_boxes_file(path: str | Path) -> dict[str, list[Person]]:
+    """A boxes file ``{image file name: [[x, y, w, h], ...]}`` as persons per file name."""
+    path = Path(path)
+    try:
+        document = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DataError(f"boxes file not found: {path}") from None
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise DataError(f"cannot read the boxes file {path}: {error}") from None
+    if not isinstance(document, dict):
+        raise DataError(
+            f"{path}: a boxes file is a JSON object from image file name to a list of boxes [x, y, w, h], "
+            f'e.g. {{"photo.jpg": [[10, 20, 100, 250]]}}; got a JSON {type(document).__name__}'
+        )
+    boxes = {}
+    for name, entries in document.items():
+        if not isinstance(entries, list):
+            raise DataError(f"{path}: '{name}' must map to a list of boxes [x, y, w, h], got {entries!r:.80}")
+        boxes[str(name)] = [Person(_box(e, f"{path}: '{name}' box {i}")) for i, e in enumerate(entries)]
+    return boxes
+
+
+def read_detections_file(path: str | Path, score_threshold: float) -> dict[int, list[Person]]:
+    """The person detections of a COCO results file with score >= ``score_threshold``, per image_id."""
+    from datasets.coco import load_detections
+
+    by_image: dict[int, list[Person]] = {}
+    for index, entry in enumerate(load_detections(Path(path))):
+        where = f"{path}: entry {index} (image_id {entry.get('image_id')!r})"
+        box = _box(entry["bbox"], where)
+        score = entry["score"]
+        if not isinstance(score, int | float) or not math.isfinite(score):
+            raise DataError(f"{where}: the score must be a finite number, got {score!r}")
+        if entry.get("category_id", PERSON_CATEGORY_ID) != PERSON_CATEGORY_ID or score < score_threshold:
+            continue
+        by_image.setdefault(int(entry["image_id"]), []).append(Person(box, float(score)))
+    return by_image
+
+
+def image_id_of(path: Path) -> int | str:
+    """The COCO image_id of a file: its stem as an integer (``000000000785.jpg`` -> 785), else the stem."""
+    return int(path.stem) if path.stem.isdigit() else path.stem
+
+
+def check_box(box: np.ndarray, image: np.ndarray, where: str) -> None:
+    """Refuse a box without area or one that does not overlap the image (it would crop nothing but border)."""
+    height, width = image.shape[:2]
+    x, y, w, h = box
+    if w <= 0 or h <= 0 or x >= width or y >= height or x + w <= 0 or y + h <= 0:
+        raise DataError(
+            f"{where}: the box [x, y, w, h] = [{x:g}, {y:g}, {w:g}, {h:g}] lies outside the {width}x{height} "
+            "image (a box needs a positive width and height and must overlap the image)"
+        )
+
+
+def choose_device(device: str | None) -> str:
+    """The device to run PyTorch on: the one asked for, else CUDA when there is one, else the CPU."""
+    return device or ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def make_predictor(
+    checkpoint: str | Path | None,
+    onnx: str | Path | None,
+    *,
+    head: str | None = None,
+    flip: bool | None = None,
+    device: str | None = None,
+) -> tuple[Predictor, str | None, list[list[int]]]:
+    """The predictor of the demo, the head to ask it for, and the skeleton's limbs.
+
+    With ``onnx`` the network runs in onnxruntime and its pipeline comes from the sidecar JSON (a checkpoint,
+    if also given, must agree with it); otherwise the checkpoint's single network, its branch ``head``, or
+    with ``head='ensemble'`` the whole multi-branch model and its FAU ensemble, run in PyTorch.
+    """
+    from utils.vis import LIMBS
+
+    if onnx is not None:
+        if head is not None:
+            raise UserError(f"--head {head}: an ONNX file holds one network; --head chooses one at export")
+        predictor = onnx_predictor(onnx, flip=flip)
+        if checkpoint is not None:
+            _check_same_pipeline(predictor, Path(checkpoint), Path(onnx))
+        return predictor, None, read_sidecar(onnx)["limbs"]
+    if checkpoint is None:
+        raise UserError("give --checkpoint (PyTorch) or --onnx (onnxruntime)")
+    runtime = make_runtime(choose_device(device))
+    if head == "ensemble":
+        predictor = Predictor.from_checkpoint(checkpoint, runtime, flip=flip)
+        model = predictor.model
+        if len(model.deployable_heads()) < 2:
+            raise UserError(f"--head ensemble: {checkpoint} holds a single network, which has no ensemble")
+    else:
+        network = load_network(checkpoint, head, hint="or 'ensemble' for the FAU mix of the branches")
+        predictor = Predictor(
+            runtime.prepare(network.model),
+            network.codec,
+            network.skeleton,
+            runtime,
+            flip=network.flip if flip is None else flip,
+            shift_heatmap=network.shift_heatmap,
+            color=network.color,
+        )
+    limbs = [list(limb) for limb in LIMBS.get(predictor.skeleton.name, ())]
+    return predictor, "ensemble" if head == "ensemble" else None, limbs
+
+
+def _check_same_pipeline(predictor: Predictor, checkpoint: Path, onnx: Path) -> None:
+    """Refuse a checkpoint and an ONNX file made for another skeleton or colour mode (the input size may differ:
+    a file can be exported at another size)."""
+    from utils.checkpoint import load_checkpoint
+    from utils.predictor import model_and_pipeline
+
+    _, pipeline = model_and_pipeline(load_checkpoint(checkpoint), str(checkpoint))
+    if (predictor.color, predictor.skeleton.joint_names) != (
+        pipeline["color"],
+        pipeline["skeleton"].joint_names,
+    ):
+        raise UserError(
+            f"{onnx} and {checkpoint} do not belong together (their colour modes or joints differ); give only "
+            "--onnx: its sidecar JSON holds the whole pipeline"
+        )
+
+
+def persons_of(
+    path: Path,
+    image: np.ndarray,
+    boxes: dict[str, list[Person]] | None,
+    detections: dict[int, list[Person]] | None,
+) -> list[Person] | None:
+    """The persons of one image: its boxes, its detections, or the whole image; None when the file lists none."""
+    if boxes is not None:
+        found = boxes.get(path.name)
+    elif detections is not None:
+        image_id = image_id_of(path)
+        found = detections.get(image_id) if isinstance(image_id, int) else None
+    else:
+        return [Person(np.array(whole_image_box(image)))]
+    if found is None:
+        return None
+    for index, person in enumerate(found):
+        check_box(person.box, image, f"{path.name} box {index}")
+    return found
+
+
+def run_demo(
+    inputs: str | Path,
+    *,
+    checkpoint: str | Path | None = None,
+    onnx: str | Path | None = None,
+    boxes_file: str | Path | None = None,
+    detections_file: str | Path | None = None,
+    score_threshold: float = 0.5,
+    out_dir: str | Path = "output/demo",
+    head: str | None = None,
+    flip: bool | None = None,
+    device: str | None = None,
+    log: Callable[[str], None] = print,
+) -> list[dict[str, Any]]:
+    """Predict, draw and write ``<stem>.png`` and ``<stem>.json`` for every image; returns what was written.
+
+    The JSON is a list of COCO results entries (image_id, category_id 1, keypoints [x, y, score] x 17, score)
+    for the COCO skeleton, else ``{image, skeleton, joint_names, persons: [{box, score, keypoints}]}``.
+    """
+    from utils.vis import draw_pose
+
+    if boxes_file is not None and detections_file is not None:
+        raise UserError("--boxes and --detections exclude each other: give one source of person boxes")
+    images = list_images(inputs)
+    boxes = read_boxes_file(boxes_file) if boxes_file is not None else None
+    detections = read_detections_file(detections_file, score_threshold) if detections_file else None
+    predictor, use_head, limbs = make_predictor(checkpoint, onnx, head=head, flip=flip, device=device)
+    skeleton = predictor.skeleton
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    written, all_results = [], []
+    for path in images:
+        image = read_image(path)
+        persons = persons_of(path, image, boxes, detections)
+        if persons is None:
+            log(f"{path.name}: no {'boxes' if boxes is not None else 'detections'} for it, skipped")
+            continue
+        crops = [box_crop(person.box, predictor.codec.input_size) for person in persons]
+        centers = np.array([c for c, _ in crops]).reshape(-1, 2)
+        scales = np.array([s for _, s in crops]).reshape(-1, 2)
+        keypoints, scores = predictor.predict(image, centers, scales, head=use_head)
+        box_array = np.array([p.box for p in persons]).reshape(-1, 4)
+        canvas = draw_pose(image, keypoints, scores, skeleton.joint_names, limbs, box_array)
+        png, js = out_dir / f"{path.stem}.png", out_dir / f"{path.stem}.json"
+        cv2.imwrite(str(png), canvas)
+        if skeleton.name == "coco":
+            document: Any = _coco_entries(path, keypoints, scores, persons)
+            all_results += document
+        else:
+            document = _plain_document(
+                path, image, keypoints, scores, persons, skeleton.joint_names, skeleton.name
+            )
+        js.write_text(json.dumps(document, indent=1) + "\n")
+        log(f"{path.name}: {len(persons)} person(s) -> {png}, {js}")
+        written.append({"image": path, "png": png, "json": js, "keypoints": keypoints, "scores": scores})
+    if not written:
+        raise DataError(
+            f"none of the {len(images)} image(s) has a person box in "
+            f"{boxes_file if boxes is not None else detections_file}: "
+            + (
+                "boxes are keyed by image file name (no folder)"
+                if boxes is not None
+                else "detections match the image whose file name stem is their image_id (000000000785.jpg -> 785)"
+            )
+        )
+    if skeleton.name == "coco":
+        (out_dir / COCO_RESULTS_FILE).write_text(json.dumps(all_results) + "\n")
+    return written
+
+
+def _coco_entries(
+    path: Path, keypoints: np.ndarray, scores: np.ndarray, persons: Sequence[Person]
+) -> list[dict[str, Any]]:
+    """COCO results entries of one image; the person score is HRNet's (box score x mean confident joint)."""
+    triples = np.concatenate([keypoints, scores[..., None]], axis=2)
+    person_scores = rescore(triples, np.array([p.score for p in persons]), KEYPOINT_SCORE_THRESHOLD)
+    image_id = image_id_of(path)
+    entries = coco_results(np.zeros(len(persons), dtype=np.int64), triples, person_scores)
+    for entry in entries:
+        entry["image_id"] = image_id
+    return entries
+
+
+def _plain_document(
+    path: Path,
+    image: np.ndarray,
+    keypoints: np.ndarray,
+    scores: np.ndarray,
+    persons: Sequence[Person],
+    joint_names: Sequence[str],
+    skeleton: str,
+) -> dict[str, Any]:
+    """The keypoints of one image for a skeleton other than COCO's."""
+    height, width = image.shape[:2]
+    return {
+        "image": path.name,
+        "width": width,
+        "height": height,
+        "skeleton": skeleton,
+        "joint_names": list(joint_names),
+        "persons": [
+            {
+                "box": [float(v) for v in person.box],
+                "score": person.score,
+                "keypoints": [[float(x), float(y), float(s)] for (x, y), s in zip(points, joint_scores)],
+            }
+            for person, points, joint_scores in zip(persons, keypoints, scores)
+        ],
+    }

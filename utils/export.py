@@ -1,0 +1,467 @@
+"""ONNX export of one deployable pose network, with a sidecar JSON that says how to feed it and read it.
+
+The exported graph takes normalised crops ``images`` (N, 3, H, W) and returns one tensor, ``heatmaps``
+(N, J, h, w): the last stack's heatmaps (``PoseOutput.final``). The sidecar ``OUT.json`` beside ``OUT.onnx``
+holds everything a program without this repository needs: the crop rule, colour order and normalisation,
+joint names, flip pairs, limbs, heatmap size, stride, flip test and decode rule. ``OnnxRuntimeNetwork``
+runs the file behind the ``PoseModel`` interface, so the demo predicts through the same ``Predictor`` (crop,
+flip test, decode) as PyTorch does.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from datasets.codec import HeatmapCodec
+from datasets.keypoints import Skeleton
+from datasets.transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    PIXEL_STD,
+    get_affine_transform,
+    normalize_image,
+    read_image,
+    warp_image,
+)
+from models.output import PoseModel, PoseOutput
+from utils.checkpoint import load_checkpoint, load_model_weights
+from utils.errors import CheckpointError, UserError
+from utils.predictor import Predictor, model_and_pipeline
+from utils.runtime import make_runtime
+
+SIDECAR_FORMAT = "okdhp-pose-onnx/1"
+TOLERANCE = 1e-4  # the largest heatmap difference onnxruntime may have from PyTorch on the check crop
+DEFAULT_OPSET = 17
+INPUT_NAME, OUTPUT_NAME = "images", "heatmaps"
+BOX_PADDING = 1.25  # as datasets.coco.box_to_center_scale: every person box is padded by 25%
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SAMPLE_IMAGE_DIRS = ("../shared/data/mpii/images", "../shared/data/coco/images/val2017")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+
+
+def require(*names: str) -> list[ModuleType]:
+    """Import optional packages (onnx, onnxruntime); a missing one is a UserError saying what to install."""
+    modules = []
+    for name in names:
+        try:
+            modules.append(importlib.import_module(name))
+        except ImportError:
+            raise UserError(
+                f"this needs the Python package '{name}', which is not installed for {sys.executable}; "
+                f"install the export requirements with: {sys.executable} -m pip install -r "
+                "requirements-export.txt (onnx and onnxruntime)"
+            ) from None
+    return modules
+
+
+@dataclass
+class DeployedNetwork:
+    """One standalone network from a checkpoint, with the input pipeline it was trained with."""
+
+    model: PoseModel
+    section: dict[str, Any]  # the model section that rebuilds it
+    head: str  # the head of the checkpoint's model it computes
+    codec: HeatmapCodec
+    skeleton: Skeleton
+    color: str
+    flip: bool
+    shift_heatmap: bool
+    source: Path
+
+
+class HeatmapNetwork(nn.Module):
+    """A pose network whose forward returns only the final heatmaps: the one output an exported graph has."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.model(images).final
+
+
+def heads_paragraph(model: PoseModel, hint: str = "") -> str:
+    """The deployable heads of a model, as the end of an error message."""
+    return f"deployable heads: {', '.join(model.deployable_heads())}" + (f" ({hint})" if hint else "")
+
+
+def load_network(checkpoint: str | Path, head: str | None = None, *, hint: str = "") -> DeployedNetwork:
+    """The standalone network of a checkpoint: a deploy.pth as it is, or branch ``head`` of a multi-branch one.
+
+    A multi-branch checkpoint without ``head`` (or with a head it lacks) is a UserError listing the heads it
+    can deploy, followed by ``hint`` (the other choices of the caller).
+    """
+    checkpoint = Path(checkpoint)
+    state = load_checkpoint(checkpoint)
+    if "config" not in state:
+        raise CheckpointError(
+            f"{checkpoint} carries no experiment config (input size, colour, skeleton): use a checkpoint "
+            "written by this project's training (deploy.pth, best.pth, last.pth) or tools/convert_checkpoint.py"
+        )
+    model, pipeline = model_and_pipeline(state, str(checkpoint))
+    load_model_weights(model, state["model"], str(checkpoint))
+    heads = model.deployable_heads()
+    if head is None:
+        if len(heads) > 1:
+            raise UserError(
+                f"{checkpoint} holds a multi-branch network ({model.config_section()['name']}), not a single "
+                f"network: name the branch to use with --head; {heads_paragraph(model, hint)}"
+            )
+        head = heads[0]
+    if head not in heads:
+        raise UserError(
+            f"--head {head}: {checkpoint} has no such deployable head; {heads_paragraph(model, hint)}"
+        )
+    network, section = model.deploy(head)
+    return DeployedNetwork(
+        model=network.eval(),
+        section=section,
+        head=head,
+        codec=pipeline["codec"],
+        skeleton=pipeline["skeleton"],
+        color=pipeline["color"],
+        flip=pipeline["flip"],
+        shift_heatmap=pipeline["shift_heatmap"],
+        source=checkpoint,
+    )
+
+
+def whole_image_box(image: np.ndarray) -> list[float]:
+    """The person box [x, y, w, h] of a whole image (what the demo uses when no box is given)."""
+    height, width = image.shape[:2]
+    return [0.0, 0.0, float(width), float(height)]
+
+
+def box_crop(box: Sequence[float], input_size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """A box [x, y, w, h] -> (centre, scale) of its crop: the project's COCO rule (aspect ratio, 1.25 padding)."""
+    from datasets.coco import box_to_center_scale
+
+    return box_to_center_scale(box, input_size[0] / input_size[1])
+
+
+def default_check_image() -> Path:
+    """The first real sample image beside the repository (../shared/data), for the export check."""
+    for folder in SAMPLE_IMAGE_DIRS:
+        images = sorted(
+            p for p in (REPO_ROOT / folder).resolve().glob("*") if p.suffix.lower() in IMAGE_SUFFIXES
+        )
+        if images:
+            return images[0]
+    raise UserError(
+        "the export check runs the network on a real image crop, and no sample image was found in "
+        f"{REPO_ROOT.parent / 'shared' / 'data'}: pass one with --image PHOTO.jpg"
+    )
+
+
+def check_crops(image_path: Path, codec: HeatmapCodec, color: str, batch: int) -> Tensor:
+    """``batch`` normalised crops of a real image (the whole image, then its mirror image), for the check."""
+    image = read_image(image_path)
+    center, scale = box_crop(whole_image_box(image), codec.input_size)
+    matrix = get_affine_transform(center, scale, 0.0, codec.input_size)
+    crop = normalize_image(warp_image(image, matrix, codec.input_size), color)
+    crops = [crop, crop.flip(2)]
+    return torch.stack([crops[i % 2] for i in range(batch)])
+
+
+def resized_codec(network: DeployedNetwork, input_hw: tuple[int, int] | None) -> HeatmapCodec:
+    """The codec of the exported input size: the trained one, or one whose heatmap size the network gives."""
+    codec = network.codec
+    if input_hw is None or tuple(input_hw) == (codec.input_size[1], codec.input_size[0]):
+        return codec
+    height, width = (int(v) for v in input_hw)
+    multiple = network.model.input_multiple()
+    if height <= 0 or width <= 0 or height % multiple or width % multiple:
+        raise UserError(
+            f"--input-size {height} {width}: model '{network.section['name']}' needs a positive height and "
+            f"width that are multiples of {multiple}"
+        )
+    with torch.no_grad():
+        out_h, out_w = network.model(torch.zeros(1, 3, height, width)).final.shape[-2:]
+    return HeatmapCodec((width, height), (int(out_w), int(out_h)), codec.sigma)
+
+
+def color_description(color: str) -> dict[str, Any]:
+    """What the network expects of its input pixels, exactly (the ``color`` sidecar field)."""
+    order = "BGR" if color == "bgr_imagenet" else "RGB"
+    mean, std = [round(float(v), 6) for v in IMAGENET_MEAN], [round(float(v), 6) for v in IMAGENET_STD]
+    if color == "bgr_imagenet":
+        rule = (
+            "channels in BGR order (as OpenCV reads an image), each normalised with the RGB ImageNet mean/std "
+            "in list order: B with mean 0.485 std 0.229, G with 0.456 / 0.224, R with 0.406 / 0.225 "
+            "(the released OKDHP/FPD MPII code does this; it is not the usual RGB convention)"
+        )
+    else:
+        rule = "channels in RGB order, normalised with the ImageNet mean/std: R 0.485/0.229, G 0.456/0.224, B 0.406/0.225"
+    return {
+        "mode": color,
+        "channel_order": order,
+        "pixel_scale": "pixel / 255",
+        "mean": mean,
+        "std": std,
+        "formula": f"input[c] = (pixel[c] / 255 - mean[c]) / std[c], c indexing the {order} channels",
+        "rule": rule,
+    }
+
+
+def sidecar(
+    network: DeployedNetwork,
+    codec: HeatmapCodec,
+    *,
+    onnx_file: str,
+    dynamic_batch: bool,
+    opset: int,
+    check: dict[str, Any],
+) -> dict[str, Any]:
+    """The sidecar JSON of an exported network: everything needed to feed it and to read its heatmaps."""
+    from utils.vis import LIMBS
+
+    width, height = codec.input_size
+    heat_w, heat_h = codec.heatmap_size
+    batch: int | str = "batch" if dynamic_batch else 1
+    skeleton = network.skeleton
+    return {
+        "format": SIDECAR_FORMAT,
+        "onnx_file": onnx_file,
+        "opset": opset,
+        "input": {
+            "name": INPUT_NAME,
+            "shape": [batch, 3, height, width],
+            "dtype": "float32",
+            "layout": "NCHW",
+        },
+        "output": {
+            "name": OUTPUT_NAME,
+            "shape": [batch, skeleton.num_joints, heat_h, heat_w],
+            "dtype": "float32",
+        },
+        "input_size": {"width": width, "height": height},
+        "heatmap_size": {"width": heat_w, "height": heat_h},
+        "stride": [float(s) for s in codec.stride],
+        "sigma": codec.sigma,
+        "color": color_description(network.color),
+        "skeleton": skeleton.name,
+        "joint_names": list(skeleton.joint_names),
+        "flip_pairs": [list(pair) for pair in skeleton.flip_pairs],
+        "limbs": [list(limb) for limb in LIMBS.get(skeleton.name, ())],
+        "crop": {
+            "pixel_std": PIXEL_STD,
+            "box_padding": BOX_PADDING,
+            "box_to_crop": (
+                "a person box [x, y, w, h] in image pixels -> centre (x + w/2, y + h/2); grow its shorter side "
+                f"until w/h = input width/height ({width}/{height}); multiply by {BOX_PADDING}; scale = size / "
+                f"{PIXEL_STD:g}"
+            ),
+            "warp": (
+                "affine, bilinear, zero border: zoom = input_width / (scale_x * 200); "
+                "u = zoom * (x - centre_x) + input_width / 2, v = zoom * (y - centre_y) + input_height / 2"
+            ),
+        },
+        "flip_test": {
+            "enabled": network.flip,
+            "shift_heatmap": network.shift_heatmap,
+            "rule": (
+                "also run the horizontally mirrored crop; mirror its heatmaps back along x, swap the flip_pairs "
+                "channels, and with shift_heatmap move them one column right (column k takes column k-1, "
+                "column 0 kept); average with the plain heatmaps"
+            ),
+        },
+        "decode": {
+            "rule": (
+                "per joint: (x, y) = argmax of its heatmap, score = the peak value; if 1 < x < w-1 and "
+                "1 < y < h-1, move x by 0.25 * sign(H[y, x+1] - H[y, x-1]) and y by 0.25 * sign(H[y+1, x] - "
+                "H[y-1, x]); a peak <= 0 decodes to (0, 0)"
+            ),
+            "quarter_offset": 0.25,
+            "to_image": (
+                "x_image = centre_x + (x - heatmap_width / 2) * scale_x * 200 / heatmap_width; "
+                "y_image = centre_y + (y - heatmap_height / 2) * scale_x * 200 / heatmap_width"
+            ),
+        },
+        "model": network.section,
+        "source": {"checkpoint": str(network.source), "head": network.head},
+        "check": check,
+    }
+
+
+def export_onnx(
+    checkpoint: str | Path,
+    onnx_path: str | Path,
+    *,
+    input_hw: tuple[int, int] | None = None,
+    dynamic_batch: bool = False,
+    opset: int = DEFAULT_OPSET,
+    head: str | None = None,
+    image: str | Path | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Export the checkpoint's network to ONNX, check it with onnx and onnxruntime, write the sidecar JSON.
+
+    Raises a UserError (the files kept for inspection, no sidecar written) when onnxruntime's heatmaps on a
+    real image crop differ from PyTorch's by more than ``TOLERANCE``.
+    """
+    onnx, ort = require("onnx", "onnxruntime")
+    onnx_path = Path(onnx_path)
+    if onnx_path.suffix != ".onnx":
+        raise UserError(f"--onnx {onnx_path}: the output file name must end in .onnx")
+    network = load_network(checkpoint, head)
+    codec = resized_codec(network, input_hw)
+    image_path = Path(image) if image is not None else default_check_image()
+    batch = 2 if dynamic_batch else 1
+    crops = check_crops(image_path, codec, network.color, batch)
+    wrapper = HeatmapNetwork(network.model).eval()
+
+    onnx_path.parent.mkdir(parents=True, exist_ok=True)
+    torch_export(wrapper, crops[:1], onnx_path, opset, dynamic_batch)
+    try:
+        onnx.checker.check_model(str(onnx_path))
+    except onnx.checker.ValidationError as error:
+        raise UserError(f"onnx.checker refuses {onnx_path}: {' '.join(str(error).split())[:300]}") from None
+
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    exported = session.run(None, {INPUT_NAME: crops.numpy()})[0]
+    with torch.no_grad():
+        reference = wrapper(crops).numpy()
+    difference = float(np.abs(exported - reference).max()) if exported.shape == reference.shape else np.inf
+    peak = float(np.abs(reference).max())
+    log(
+        f"onnxruntime {ort.__version__} vs PyTorch {torch.__version__} on {batch} crop(s) of {image_path}: "
+        f"max |heatmap difference| {difference:.3g} (heatmap values up to {peak:.3g}; tolerance {TOLERANCE:g})"
+    )
+    if not difference <= TOLERANCE:
+        raise UserError(
+            f"onnxruntime's heatmaps differ from PyTorch's by {difference:.3g} (> {TOLERANCE:g}) on a crop of "
+            f"{image_path}: the export is not faithful (try another --opset); {onnx_path} is kept for "
+            "inspection and no sidecar JSON was written"
+        )
+    check = {
+        "image": str(image_path),
+        "batch": batch,
+        "max_abs_difference": difference,
+        "max_abs_heatmap": peak,
+        "tolerance": TOLERANCE,
+        "torch": torch.__version__,
+        "onnxruntime": ort.__version__,
+    }
+    document = sidecar(
+        network, codec, onnx_file=onnx_path.name, dynamic_batch=dynamic_batch, opset=opset, check=check
+    )
+    sidecar_path = onnx_path.with_suffix(".json")
+    sidecar_path.write_text(json.dumps(document, indent=2) + "\n")
+    width, height = codec.input_size
+    log(
+        f"wrote {onnx_path} ({network.section['name']}, head {network.head}, input "
+        f"{'N' if dynamic_batch else 1}x3x{height}x{width}, opset {opset}) and {sidecar_path}"
+    )
+    return document
+
+
+def torch_export(wrapper: nn.Module, example: Tensor, path: Path, opset: int, dynamic_batch: bool) -> None:
+    """``torch.onnx.export`` with the TorchScript exporter (the dynamo one needs onnxscript), warnings muted."""
+    dynamic_axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if dynamic_batch else None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the exporter's deprecation and tracer notices
+            torch.onnx.export(
+                wrapper,
+                (example,),
+                str(path),
+                dynamo=False,
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                opset_version=opset,
+                dynamic_axes=dynamic_axes,
+                do_constant_folding=True,
+            )
+    except Exception as error:  # the exporter raises many types (unsupported opset, operator)
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UserError(f"torch.onnx.export failed at opset {opset}: {first}") from None
+
+
+# --------------------------------------------------------------------------------------- running a file
+class OnnxRuntimeNetwork(nn.Module):
+    """An exported heatmap network run by onnxruntime behind the ``PoseModel`` output, for ``Predictor``."""
+
+    def __init__(self, path: str | Path) -> None:
+        super().__init__()
+        (ort,) = require("onnxruntime")
+        self.path = Path(path)
+        try:
+            self.session = ort.InferenceSession(str(self.path), providers=["CPUExecutionProvider"])
+        except Exception as error:  # onnxruntime raises its own types for a missing or foreign file
+            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise UserError(f"onnxruntime cannot load {self.path}: {first}") from None
+        inputs = self.session.get_inputs()
+        self.input_name = inputs[0].name
+        batch = inputs[0].shape[0]
+        self.fixed_batch = batch if isinstance(batch, int) else None
+        self.input_hw = tuple(inputs[0].shape[2:4])
+
+    def forward(self, images: Tensor) -> PoseOutput:
+        array = images.detach().float().cpu().contiguous().numpy()
+        step = self.fixed_batch or len(array)
+        chunks = [
+            self.session.run(None, {self.input_name: array[i : i + step]})[0]
+            for i in range(0, len(array), step)
+        ]
+        heatmaps = torch.from_numpy(np.concatenate(chunks)).to(images.device)
+        return PoseOutput(stacks=[heatmaps], branches=[heatmaps])
+
+
+def read_sidecar(onnx_path: str | Path) -> dict[str, Any]:
+    """The sidecar JSON written beside an exported ONNX file (``OUT.json`` for ``OUT.onnx``)."""
+    path = Path(onnx_path).with_suffix(".json")
+    if not Path(onnx_path).is_file():
+        raise UserError(f"ONNX file not found: {onnx_path}")
+    if not path.is_file():
+        raise UserError(
+            f"{onnx_path} has no sidecar JSON beside it ({path}): export with tools/export.py, which writes it"
+        )
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise UserError(f"cannot read the sidecar JSON {path}: {error}") from None
+    if not isinstance(document, dict) or document.get("format") != SIDECAR_FORMAT:
+        raise UserError(f"{path} is not a sidecar of tools/export.py (no 'format': '{SIDECAR_FORMAT}')")
+    return document
+
+
+def onnx_predictor(onnx_path: str | Path, *, flip: bool | None = None) -> Predictor:
+    """A ``Predictor`` running an exported file with onnxruntime, its pipeline read from the sidecar JSON."""
+    document = read_sidecar(onnx_path)
+    network = OnnxRuntimeNetwork(onnx_path)
+    size, heatmap = document["input_size"], document["heatmap_size"]
+    if network.input_hw != (size["height"], size["width"]):
+        raise UserError(
+            f"{onnx_path} takes {network.input_hw[0]}x{network.input_hw[1]} inputs but its sidecar says "
+            f"{size['height']}x{size['width']}: the two files do not belong together"
+        )
+    codec = HeatmapCodec(
+        (size["width"], size["height"]), (heatmap["width"], heatmap["height"]), document["sigma"]
+    )
+    skeleton = Skeleton(
+        name=document["skeleton"],
+        joint_names=tuple(document["joint_names"]),
+        flip_pairs=tuple(tuple(pair) for pair in document["flip_pairs"]),
+    )
+    test = document["flip_test"]
+    return Predictor(
+        network,
+        codec,
+        skeleton,
+        make_runtime("cpu"),
+        flip=test["enabled"] if flip is None else flip,
+        shift_heatmap=test["shift_heatmap"],
+        color=document["color"]["mode"],
+    )
