@@ -9,7 +9,9 @@ from torch import nn
 
 from utils.registry import Registry
 
-LOSSES = Registry("loss", modules=("losses.joints_mse", "losses.okdhp", "losses.fpd"))
+LOSSES = Registry(
+    "loss", modules=("losses.joints_mse", "losses.okdhp", "losses.fpd", "losses.pose_mask", "losses.odkd")
+)
 
 
 def build_loss(section: Mapping[str, Any]) -> nn.Module:

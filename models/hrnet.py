@@ -167,7 +167,11 @@ class HRNet(PoseModel):
     Branch widths are ``width * [1, 2, 4, 8]``. Weights start as the reference's ``init_weights`` without a
     pretrained file: convs normal(std 0.001) with zero bias, BN weight 1 and bias 0.
     ``mask_head: true`` adds ``mask_layer``, a conv1x1 on branch 0's final feature -> one person-mask logit map
-    at heatmap resolution (``PoseOutput.mask``); ``deploy`` drops it.
+    at heatmap resolution (``PoseOutput.mask``); ``deploy`` drops it unless ``deploy_mask_head: true`` (a mask
+    teacher such as ODKD's senior teacher, whose ``deploy.pth`` must keep the mask it teaches).
+    ``freeze_keypoints: true`` trains the mask head alone: every other weight has ``requires_grad`` off and
+    its BatchNorms stay in eval mode (how a published HRNet checkpoint gets a mask head without changing its
+    heatmaps).
     """
 
     def __init__(
@@ -179,6 +183,8 @@ class HRNet(PoseModel):
         stage_blocks: int = 4,
         final_conv_kernel: int = 1,
         mask_head: bool = False,
+        deploy_mask_head: bool = False,
+        freeze_keypoints: bool = False,
     ) -> None:
         super().__init__()
         check_positive("hrnet", num_joints=num_joints, width=width, stage_blocks=stage_blocks)
@@ -189,7 +195,12 @@ class HRNet(PoseModel):
         check_positive("hrnet", **{f"stage_modules[{i}]": n for i, n in enumerate(stage_modules)})
         if type(final_conv_kernel) is not int or final_conv_kernel not in (1, 3):
             raise ConfigError(f"model.final_conv_kernel: hrnet supports 1 or 3, got {final_conv_kernel!r}")
-        check_bool("hrnet", mask_head=mask_head)
+        check_bool(
+            "hrnet", mask_head=mask_head, deploy_mask_head=deploy_mask_head, freeze_keypoints=freeze_keypoints
+        )
+        for key, value in (("deploy_mask_head", deploy_mask_head), ("freeze_keypoints", freeze_keypoints)):
+            if value and not mask_head:
+                raise ConfigError(f"model.{key}: hrnet needs mask_head: true for {key}: true")
         self.config = {
             "num_joints": num_joints,
             "width": width,
@@ -197,6 +208,12 @@ class HRNet(PoseModel):
             "stage_blocks": stage_blocks,
             "final_conv_kernel": final_conv_kernel,
             "mask_head": mask_head,
+        }
+        # Written into the section only when on, so that the sections of existing networks stay as they were.
+        self.options = {
+            key: True
+            for key, value in (("deploy_mask_head", deploy_mask_head), ("freeze_keypoints", freeze_keypoints))
+            if value
         }
         widths = [width * 2**i for i in range(4)]
 
@@ -218,6 +235,9 @@ class HRNet(PoseModel):
         self.final_layer = nn.Conv2d(width, num_joints, final_conv_kernel, padding=padding)
         self.mask_layer = nn.Conv2d(width, 1, 1) if mask_head else None
         self.init_weights()
+        if freeze_keypoints:
+            for name, parameter in self.named_parameters():
+                parameter.requires_grad_(name.startswith("mask_layer."))
 
     def init_weights(self) -> None:
         """The reference's initialisation without a pretrained file: convs N(0, 0.001), zero biases, BN 1/0."""
@@ -240,6 +260,15 @@ class HRNet(PoseModel):
         mask = self.mask_layer(highest) if self.mask_layer is not None else None
         return PoseOutput(stacks=[heatmap], branches=[heatmap], mask=mask)
 
+    def train(self, mode: bool = True) -> HRNet:
+        """Train / eval mode; with ``freeze_keypoints`` everything but the mask head stays in eval mode."""
+        super().train(mode)
+        if "freeze_keypoints" in self.options:
+            for name, child in self.named_children():
+                if name != "mask_layer":
+                    child.eval()
+        return self
+
     def input_multiple(self) -> int:
         """Inputs must be multiples of 4: the stem's stride (the fuse layers upsample to the sizes they meet)."""
         return 4
@@ -260,9 +289,12 @@ class HRNet(PoseModel):
 
     def config_section(self) -> dict[str, Any]:
         """The ``model:`` config section that rebuilds this network with ``build_model``."""
-        return {"name": "hrnet", **self.config, "stage_modules": list(self.config["stage_modules"])}
+        section = {"name": "hrnet", **self.config, "stage_modules": list(self.config["stage_modules"])}
+        return {**section, **self.options}
 
     def deploy_section(self, head: str = "branch0") -> dict[str, Any]:
-        """The same network without the training-only mask head."""
+        """The same network without the training-only mask head (kept with ``deploy_mask_head``), unfrozen."""
         self.check_head(head)
-        return {**self.config_section(), "mask_head": False}
+        section = {**self.config_section(), "mask_head": "deploy_mask_head" in self.options}
+        section.pop("freeze_keypoints", None)
+        return section

@@ -1,8 +1,9 @@
-"""Convert a stacked-hourglass checkpoint of bearpaw/pytorch-pose, FPD or the official OKDHP code.
+"""Convert a stacked-hourglass checkpoint of bearpaw/pytorch-pose, FPD or the official OKDHP code, or a
+published HRNet pose checkpoint (for a network with a mask head, e.g. ODKD's senior teacher).
 
 Usage (from the repository root)::
 
-    python tools/convert_checkpoint.py SRC OUT --from bearpaw|fpd|okdhp --config EXPERIMENT [--set KEY=VALUE]
+    python tools/convert_checkpoint.py SRC OUT --from bearpaw|fpd|okdhp|hrnet --config EXPERIMENT [--set KEY=VALUE]
 
 SRC is read with ``torch.load(weights_only=True)`` (``--unsafe-unpickle`` for a trusted file that stores other
 Python objects); its tensors are renamed onto the model the config's ``model:`` section builds, every
@@ -37,7 +38,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         dest="source_format",
         required=True,
         choices=SOURCE_FORMATS,
-        help="code base that wrote SRC: bearpaw (pytorch-pose), fpd, or okdhp (official code, single or multi-branch)",
+        help="code base that wrote SRC: bearpaw (pytorch-pose), fpd, okdhp (official code, single or "
+        "multi-branch), or hrnet (deep-high-resolution-net.pytorch's pose_hrnet_*.pth; a mask head is left at init)",
     )
     add_config_arguments(parser)
     parser.add_argument(
@@ -66,6 +68,11 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.source} ({origin['architecture']}, weights from {origin['entry']}) -> {args.output}: "
         f"{len(state['model'])} tensors onto model '{state['model_config']['name']}' of {config_path}"
     )
+    if origin["left_at_init"]:
+        print(
+            f"note: {len(origin['left_at_init'])} model weights are not in the file and keep their initial values "
+            f"({', '.join(origin['left_at_init'])}): train them, e.g. with train.init_from: {args.output}"
+        )
     if origin["filled_batch_counters"]:
         print(
             "note: the file has no BatchNorm num_batches_tracked counters (PyTorch < 0.4.1); they were set to 0"

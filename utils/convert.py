@@ -34,7 +34,8 @@ from utils.checkpoint import load_model_weights, strip_wrapper_prefixes
 from utils.errors import CheckpointError
 from utils.runtime import unwrap
 
-SOURCE_FORMATS = ("bearpaw", "okdhp", "fpd")
+SOURCE_FORMATS = ("bearpaw", "okdhp", "fpd", "hrnet")  # hrnet: utils/convert_hrnet.py
+HOURGLASS_FORMATS = ("bearpaw", "okdhp", "fpd")
 FORMAT_LABELS = {"bearpaw": "a bearpaw", "fpd": "an FPD", "okdhp": "an official OKDHP"}
 PROJECT_KINDS = ("converted", "deploy", "train")
 CONTAINER_ENTRIES = ("state_dict", "best_state_dict")  # bearpaw / FPD / OKDHP checkpoint.pth dicts
@@ -434,9 +435,9 @@ def convert_state_dict(
     A file of PyTorch < 0.4.1 has no BN ``num_batches_tracked`` counters: when ALL of them are absent they
     are set to 0 (they only matter for BN with momentum=None, which no model here uses).
     """
-    if source_format not in SOURCE_FORMATS:
+    if source_format not in HOURGLASS_FORMATS:
         raise CheckpointError(
-            f"unknown source format '{source_format}'; choose one of {', '.join(SOURCE_FORMATS)}"
+            f"unknown hourglass source format '{source_format}'; choose one of {', '.join(HOURGLASS_FORMATS)}"
         )
     state = strip_prefixes(source_state)
     arch = infer_architecture(state, source_name)
@@ -570,10 +571,18 @@ def convert_checkpoint(
     loaded = read_foreign_file(source, unsafe_unpickle)
     state, entry = extract_state_dict(loaded, str(source))
     model = build_model(config.model)
-    converted = convert_state_dict(
-        state, source_format, model, source_name=str(source), family=config.data.get("name")
-    )
-    arch = infer_architecture(strip_prefixes(state))
+    if source_format == "hrnet":
+        from utils.convert_hrnet import convert_hrnet_state_dict, hrnet_architecture
+
+        converted, left_at_init = convert_hrnet_state_dict(state, model, source_name=str(source))
+        found = hrnet_architecture(strip_prefixes(state))
+        architecture = f"a published HRNet-W{found['width']} for {found['num_joints']} joints"
+    else:
+        converted = convert_state_dict(
+            state, source_format, model, source_name=str(source), family=config.data.get("name")
+        )
+        architecture = infer_architecture(strip_prefixes(state)).describe(source_format)
+        left_at_init = []
     return {
         "kind": "converted",
         "model": converted,
@@ -584,8 +593,9 @@ def convert_checkpoint(
             "path": str(source.resolve()),
             "sha256": sha256_of(source),
             "entry": entry,
-            "architecture": arch.describe(source_format),
+            "architecture": architecture,
             "filled_batch_counters": not any(k.endswith(BATCH_COUNTER) for k in state),
+            "left_at_init": left_at_init,  # model weights the file lacks (hrnet: a mask head), kept at init
         },
     }
 
