@@ -67,8 +67,10 @@ class HeatmapCodec:
         dy = np.arange(height)[None, :] - centres[:, 1:2]  # (J, h)
         gx = np.where(np.abs(dx) <= radius, np.exp(-(dx**2) / (2 * self.sigma**2)), 0.0)
         gy = np.where(np.abs(dy) <= radius, np.exp(-(dy**2) / (2 * self.sigma**2)), 0.0)
-        target = (gy[:, :, None] * gx[:, None, :]).astype(np.float32)
-        target *= weight[:, None, None]
+        gy *= weight[:, None]  # a weight is 0 or 1, so zeroing here equals zeroing the product
+        # The product is taken in float64 and rounded once into the float32 target (no float64 temporary).
+        target = np.empty((len(centres), height, width), dtype=np.float32)
+        np.multiply(gy[:, :, None], gx[:, None, :], out=target, casting="same_kind")
         return target, weight[:, None]
 
     @staticmethod

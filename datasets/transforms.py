@@ -123,7 +123,8 @@ def read_image_bytes(path: str | Path) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"image not found: {path}")
-    return np.fromfile(str(path), dtype=np.uint8)
+    with open(path, "rb") as file:
+        return np.frombuffer(file.read(), dtype=np.uint8)
 
 
 def decode_image(data: np.ndarray, path: str | Path, flags: int = IMREAD_FLAGS) -> np.ndarray:

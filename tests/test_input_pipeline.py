@@ -30,6 +30,9 @@ from utils.errors import ConfigError
 # absolute crop difference of a reduced decode is 0.8-1.9 grey levels at factor 2 and 3.0-3.8 at factor 4,
 # its 99th percentile at most 46. The bounds leave some room for other OpenCV/libjpeg builds.
 MEAN_DIFFERENCE_BOUND = 5.0
+PLAIN_IMREAD_FLAGS = (
+    cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
+)  # written out, not the project's constant
 PERCENTILE_99_BOUND = 60.0
 
 
@@ -73,9 +76,7 @@ def test_default_samples_equal_a_plain_full_decode(mpii_data, color):
         for index, record in enumerate(dataset.records):
             sample = dataset[(index, epoch)]
             draw = dataset.draw_augmentation(index, epoch)
-            image = cv2.imdecode(
-                np.fromfile(str(record.image), np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
-            )
+            image = cv2.imdecode(np.fromfile(str(record.image), np.uint8), PLAIN_IMREAD_FLAGS)
             width = image.shape[1] if draw.flipped else None
             matrix = crop_matrix(draw.center, draw.scale, draw.rotation, (256, 256), flip_image_width=width)
             expected = formula_normalize(warp_image(image, matrix, (256, 256)), color)
