@@ -78,8 +78,7 @@ def test_a_second_fresh_run_into_a_run_folder_is_refused_and_changes_nothing(
 ) -> None:
     config_path = write_config(tmp_path, tiny_root, epochs=1)
     out = tmp_path / "run"
-    first = run_cli("train_mpii.py", "--config", str(config_path), "--output-dir", str(out))
-    assert first.returncode == 0, first.stderr
+    TrainingRun(load_config(config_path), out).fit(log=lambda _: None)
     before = fingerprints(out)
     again = run_cli("train_mpii.py", "--config", str(config_path), "--output-dir", str(out))
     assert again.returncode == 2 and "Traceback" not in again.stderr
@@ -87,8 +86,9 @@ def test_a_second_fresh_run_into_a_run_folder_is_refused_and_changes_nothing(
     assert "already holds a run" in message and "--resume" in message and "--overwrite" in message
     assert fingerprints(out) == before
     # --overwrite starts over: one run in the log, not two
-    redo = run_cli("train_mpii.py", "--config", str(config_path), "--output-dir", str(out), "--overwrite")
-    assert redo.returncode == 0, redo.stderr
+    with pytest.raises(RunFolderError, match="already holds a run"):
+        TrainingRun(load_config(config_path), out).fit(log=lambda _: None)
+    TrainingRun(load_config(config_path), out).fit(overwrite=True, log=lambda _: None)
     assert len((out / "log.jsonl").read_text().splitlines()) == 1
 
 

@@ -141,7 +141,7 @@ def test_deploy_checkpoint_is_the_best_branch_and_matches_its_score(tiny_root: P
 
 @pytest.mark.slow
 def test_sigkill_mid_training_then_resume_with_workers(tiny_root: Path, tmp_path: Path) -> None:
-    config_path = write_config(tmp_path, tiny_root, epochs=4)
+    config_path = write_config(tmp_path, tiny_root, epochs=3)
     out = tmp_path / "run"
     command = [
         sys.executable, "train_mpii.py", "--config", str(config_path), "--output-dir", str(out),
@@ -154,12 +154,12 @@ def test_sigkill_mid_training_then_resume_with_workers(tiny_root: Path, tmp_path
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     killed_at = load_checkpoint(out / "last.pth")["epoch"]
-    assert killed_at < 3, "the run finished before it could be killed"
+    assert killed_at < 2, "the run finished before it could be killed"
 
     result = run_cli(*command[1:], "--resume")
     assert result.returncode == 0, result.stderr
     assert f"resumed from {out / 'last.pth'} at epoch {killed_at + 1}" in result.stdout
-    assert [r["epoch"] for r in read_log(out / "log.jsonl")] == [0, 1, 2, 3]
+    assert [r["epoch"] for r in read_log(out / "log.jsonl")] == [0, 1, 2]
     # ... and ends with the weights of an uninterrupted run (in-process, without workers).
     TrainingRun(load_config(config_path), tmp_path / "straight", workers=0).fit(log=lambda _: None)
     straight = load_checkpoint(tmp_path / "straight" / "last.pth")["model"]
