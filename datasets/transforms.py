@@ -234,6 +234,10 @@ def normalize_image(image: np.ndarray, color: str) -> torch.Tensor:
     """
     if color not in COLOR_MODES:
         raise ValueError(f"unknown color mode '{color}'; expected one of {COLOR_MODES}")
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:  # not a decoded 8-bit BGR image
+        array = image[:, :, ::-1] if color == "rgb_imagenet" else image
+        array = (array.astype(np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
+        return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
     height, width = image.shape[:2]
     planes = cv2.split(np.ascontiguousarray(image))
     sources = (2, 1, 0) if color == "rgb_imagenet" else (0, 1, 2)

@@ -64,6 +64,8 @@ def test_normalize_image_is_bit_identical_to_the_formula(color):
     assert torch.equal(normalize_image(every_level, color), formula_normalize(every_level, color))
     strided = rng.integers(0, 256, size=(40, 60, 3), dtype=np.uint8)[::2, 1::2]  # a non-contiguous view
     assert torch.equal(normalize_image(strided, color), formula_normalize(strided, color))
+    floats = rng.uniform(0, 255, size=(6, 4, 3))  # not uint8: the formula itself
+    assert torch.equal(normalize_image(floats, color), formula_normalize(floats, color))
 
 
 @pytest.mark.parametrize("color", ["bgr_imagenet", "rgb_imagenet"])
