@@ -1,12 +1,13 @@
 """CPU inference speed of the extracted 4-stack OKDHP branch: PyTorch eager, its speed switches, onnxruntime.
 
-    python benchmarks/deploy_speed.py [--config mpii/hg4_okdhp] [--threads 2] [--compile-timeout 300]
+    python benchmarks/deploy_speed.py [--config mpii/hg4_okdhp] [--threads 2] [--compile-timeout 600]
 
 The branch is ``deploy('branch0')`` of the config's multi-branch model (for mpii/hg4_okdhp: a 4-stack
 hourglass, 256 features, 13,018,816 parameters) with random weights, on random 256x256 inputs. One run
-measures every mode: batch 1 latency (median of ``--iters`` calls) and batch 8 throughput, and prints a
-markdown table with ratios to PyTorch eager fp32. The bf16 rows differ from fp32 in their outputs (reported
-as the max |difference| of the heatmaps); every other row computes the fp32 result.
+measures every mode: batch 1 latency and batch 8 throughput, each the median of rounds that time every mode
+once in turn (so a burst of other load is shared), and prints a markdown table with speed-ups over PyTorch
+eager fp32 and the load average before and after. The bf16 rows differ from fp32 in their outputs (the max
+|difference| of the heatmaps is in the note); every other row computes the fp32 result.
 """
 
 from __future__ import annotations
@@ -38,16 +39,20 @@ class CompileTimeout(Exception):
     """torch.compile took longer than --compile-timeout."""
 
 
-def median_seconds(forward: Forward, images: torch.Tensor, warmup: int, iters: int) -> float:
-    """Median wall-clock seconds of ``forward(images)`` after ``warmup`` calls."""
-    for _ in range(warmup):
-        forward(images)
-    times = []
-    for _ in range(iters):
-        start = time.perf_counter()
-        forward(images)
-        times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
+def interleaved_medians(
+    forwards: dict[str, Forward], images: torch.Tensor, warmup: int, rounds: int
+) -> dict[str, float]:
+    """Median seconds of each forward over ``rounds`` rounds that call every forward once, in turn."""
+    for forward in forwards.values():
+        for _ in range(warmup):
+            forward(images)
+    times: dict[str, list[float]] = {name: [] for name in forwards}
+    for _ in range(rounds):
+        for name, forward in forwards.items():
+            start = time.perf_counter()
+            forward(images)
+            times[name].append(time.perf_counter() - start)
+    return {name: sorted(values)[len(values) // 2] for name, values in times.items()}
 
 
 def torch_mode(model: torch.nn.Module, *, channels_last: bool = False, bf16: bool = False) -> Forward:
@@ -122,9 +127,11 @@ def main(argv: list[str] | None = None) -> int:
         "--threads", type=int, default=os.cpu_count() or 1, help="torch and onnxruntime threads"
     )
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--iters", type=int, default=5, help="timed calls per measurement (median)")
     parser.add_argument(
-        "--compile-timeout", type=int, default=300, help="seconds torch.compile may take (0: skip)"
+        "--iters", type=int, default=5, help="timed rounds at batch 1 (median; half at batch 8)"
+    )
+    parser.add_argument(
+        "--compile-timeout", type=int, default=600, help="seconds torch.compile may take (0: skip)"
     )
     args = parser.parse_args(argv)
 
@@ -152,7 +159,9 @@ def main(argv: list[str] | None = None) -> int:
         ),
     }
     notes: dict[str, str] = {}
-    rows = []
+    ready: dict[str, Forward] = {}
+    failed: dict[str, str] = {}
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as folder:
         modes["onnxruntime fp32 (CPU provider)"] = lambda: onnx_mode(
             model, images[:1], args.threads, Path(folder)
@@ -169,27 +178,31 @@ def main(argv: list[str] | None = None) -> int:
             modes["torch.compile fp32 (inductor)"] = compile_row
         for name, make in modes.items():
             try:
-                forward = make()
+                ready[name] = make()
             except CompileTimeout:
-                rows.append((name, None, None, f"skipped: compiling took over {args.compile_timeout} s"))
-                continue
+                failed[name] = f"skipped: compiling took over {args.compile_timeout} s"
             except Exception as error:  # a mode this machine cannot run is reported, not fatal
-                rows.append((name, None, None, f"failed: {str(error).splitlines()[0][:80]}"))
-                continue
+                failed[name] = f"failed: {str(error).splitlines()[0][:80]}"
+        for name, forward in ready.items():
             difference = float((forward(images[:1]).float() - reference).abs().max())
-            latency = median_seconds(forward, images[:1], args.warmup, args.iters)
-            batch8 = median_seconds(forward, images, max(1, args.warmup // 2), max(2, args.iters // 2))
-            note = "; ".join(filter(None, [notes.get(name), f"max diff vs eager {difference:.1e}"]))
-            rows.append((name, latency, 8 / batch8, note))
-            print(
-                f"{name}: {1000 * latency:.1f} ms at batch 1, {8 / batch8:.2f} images/s at batch 8",
-                file=sys.stderr,
-            )
+            notes[name] = "; ".join(filter(None, [notes.get(name), f"max diff vs eager {difference:.1e}"]))
+        # Interleaved rounds: every round times each mode once, so a burst of load on the machine is shared by
+        # all modes instead of falling on one of them.
+        latency = interleaved_medians(ready, images[:1], args.warmup, args.iters)
+        batch8 = interleaved_medians(ready, images, max(1, args.warmup // 2), max(3, args.iters // 2))
+    load_after = os.getloadavg()
+    rows = []
+    for name in modes:
+        if name in failed:
+            rows.append((name, None, None, failed[name]))
+        else:
+            rows.append((name, latency[name], 8 / batch8[name], notes[name]))
 
     print(
         f"extracted {args.head} of {args.config} ({section['name']}, {section.get('num_stacks')} stacks, "
         f"{params:,} params), input {height}x{width}, random weights and inputs; {platform.processor() or platform.machine()}, "
-        f"{args.threads} threads, torch {torch.__version__}, onnxruntime {onnx_version()}, Python {platform.python_version()}\n"
+        f"{args.threads} threads, torch {torch.__version__}, onnxruntime {onnx_version()}, Python {platform.python_version()}; "
+        f"load average (1 min) {load_before[0]:.1f} before, {load_after[0]:.1f} after\n"
     )
     print("| mode | batch 1 latency, ms | speed-up | batch 8 throughput, images/s | speed-up | note |")
     print("|---|---|---|---|---|---|")
