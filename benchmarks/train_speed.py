@@ -1,7 +1,8 @@
 """Training and inference throughput of an experiment's model under each speed switch of the runtime.
 
     python benchmarks/train_speed.py --config mpii/hg4_okdhp [--device cpu|cuda|auto] [--batch-size N]
-        [--peak-tflops X] [--threads N] [--warmup 2] [--iters 5] [--compile-timeout 900 | --no-compile]
+        [--peak-tflops X [--peak-tflops-half Y]] [--threads N] [--warmup 2] [--iters 5]
+        [--compile-timeout 900 | --no-compile]
 
 One run measures every configuration side by side: fp32 eager (the released setup), channels_last, bf16
 autocast, fp16 autocast + GradScaler (CUDA only), channels_last + bf16, torch.compile and everything
@@ -15,8 +16,8 @@ Training counts the whole model (every branch, the FAU); inference is the deploy
 (``model.deploy``) at the same batch size, under ``torch.no_grad()`` and the configuration's autocast. The
 model FLOPs utilisation is FLOPs per image x images/s / peak, with FLOPs per image = 2 x MACs for
 inference and 3 x 2 x MACs for training (the backward pass costs about twice the forward), MACs from
-``tools/model_summary.summarize``; it needs ``--peak-tflops`` (the device's dense peak for the precision),
-"n/a" without it.
+``tools/model_summary.summarize``; it needs ``--peak-tflops`` (the device's dense fp32 peak; the bf16/fp16
+rows use ``--peak-tflops-half`` when given), "n/a" without it.
 
 torch.compile runs in a child process (with fp32 eager again, as its own baseline) under
 ``--compile-timeout`` seconds: a platform where compiling fails or takes longer prints the reason instead.
@@ -263,6 +264,9 @@ def print_table(
         note = result.note
         if setup.compile:
             note = (note + "; " if note else "") + "ratio to fp32 eager timed in the same child process"
+        peak = args.peak_tflops
+        if setup.precision != "fp32" and args.peak_tflops_half is not None:
+            peak = args.peak_tflops_half
         cells = []
         for seconds, ref_seconds, per_image in (
             (result.train_seconds, reference.train_seconds, flops[0]),
@@ -270,11 +274,7 @@ def print_table(
         ):
             images = batch / seconds
             ratio = f"{ref_seconds / seconds:.2f}x" if ref_seconds else "-"
-            mfu = (
-                "n/a"
-                if args.peak_tflops is None
-                else f"{100 * per_image * images / (args.peak_tflops * 1e12):.2f}%"
-            )
+            mfu = "n/a" if peak is None else f"{100 * per_image * images / (peak * 1e12):.1f}%"
             cells += [f"{images:.2f}", ratio, mfu]
         print(f"| {setup.name} | " + " | ".join(cells) + f" | {note} |")
 
@@ -288,7 +288,15 @@ def main(argv: list[str] | None = None) -> int:
         "--warmup", type=int, default=2, help="untimed steps per setup (compiling happens here)"
     )
     parser.add_argument("--iters", type=int, default=5, help="timed rounds; the table gives the median")
-    parser.add_argument("--peak-tflops", type=float, default=None, help="device peak for the MFU column")
+    parser.add_argument(
+        "--peak-tflops", type=float, default=None, help="device dense fp32 peak (TFLOPS) for the MFU column"
+    )
+    parser.add_argument(
+        "--peak-tflops-half",
+        type=float,
+        default=None,
+        help="dense bf16/fp16 peak for the autocast rows (default: --peak-tflops)",
+    )
     parser.add_argument("--compile-timeout", type=float, default=900.0, help="seconds for the compile rows")
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile rows")
     parser.add_argument(
@@ -319,7 +327,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"after: {device_line(device)}")
     print(
         f"FLOPs per image: training {flops[0] / 1e9:.1f} G (3 x 2 x MACs), inference {flops[1] / 1e9:.1f} G "
-        f"(2 x MACs of the deployable branch); peak {args.peak_tflops or 'not given'} TFLOPS; "
+        f"(2 x MACs of the deployable branch); peak {args.peak_tflops or 'not given'} TFLOPS fp32, "
+        f"{args.peak_tflops_half or args.peak_tflops or 'not given'} TFLOPS bf16/fp16; "
         f"median of {args.iters} rounds after {args.warmup} warm-up steps"
     )
     print()
