@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 import torch
 
 from datasets.registry import build_codec, build_dataset
+from datasets.transforms import read_image
 from models.registry import build_model
 from tests.deploy_helpers import mpii_data_section, tiny_okdhp_run
 from tests.test_export import assert_one_paragraph
@@ -46,8 +46,8 @@ def test_fau_weights_and_heatmaps_of_real_persons(run_dir, mpii_data, tmp_path, 
     np.testing.assert_allclose(weights, direct, atol=1e-6)
 
     for name in ("fau_weights.png", "heatmaps_0.png", "heatmaps_1.png", "heatmaps_2.png"):
-        picture = cv2.imread(str(tmp_path / name))
-        assert picture is not None and min(picture.shape[:2]) > 100, name
+        picture = read_image(tmp_path / name)
+        assert min(picture.shape[:2]) > 100, name
 
 
 def test_a_single_network_has_no_fau(run_dir, tmp_path, capsys) -> None:
