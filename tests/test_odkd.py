@@ -468,7 +468,7 @@ def test_model_summary_json_on_every_odkd_yaml(capsys: pytest.CaptureFixture) ->
     sections: dict[str, list[str]] = {}
     for path in ODKD_YAMLS:
         section, size = read_summary_config(path)
-        assert size == ((64, 48) if path.name.startswith("demo_") else (256, 192)), (
+        assert size == ((96, 72) if path.name.startswith("demo_") else (256, 192)), (
             path.name
         )  # the CPU demo is small
         sections.setdefault(json.dumps(section, sort_keys=True), []).append(path)
