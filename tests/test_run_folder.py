@@ -14,7 +14,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from datasets.synthetic import make_synthetic_mpii
-from tests.test_training import REPO, run_cli, write_config
+from tests.test_training import REPO, fails_in_process, run_cli, train_mpii_main, write_config
 from utils.checkpoint import load_checkpoint
 from utils.config import load_config
 from utils.distributed import EpochShuffleSampler
@@ -74,16 +74,16 @@ def test_worker_count_does_not_change_a_deterministic_run(tiny_root: Path, tmp_p
 
 
 def test_a_second_fresh_run_into_a_run_folder_is_refused_and_changes_nothing(
-    tiny_root: Path, tmp_path: Path
+    tiny_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     config_path = write_config(tmp_path, tiny_root, epochs=1)
     out = tmp_path / "run"
     TrainingRun(load_config(config_path), out).fit(log=lambda _: None)
     before = fingerprints(out)
-    again = run_cli("train_mpii.py", "--config", str(config_path), "--output-dir", str(out))
-    assert again.returncode == 2 and "Traceback" not in again.stderr
-    message = again.stderr.strip().splitlines()[-1]
-    assert "already holds a run" in message and "--resume" in message and "--overwrite" in message
+    for expect in ("already holds a run", "--resume", "--overwrite"):
+        fails_in_process(
+            capsys, train_mpii_main, "--config", str(config_path), "--output-dir", str(out), expect=expect
+        )
     assert fingerprints(out) == before
     # --overwrite starts over: one run in the log, not two
     with pytest.raises(RunFolderError, match="already holds a run"):
@@ -142,7 +142,9 @@ def test_ctrl_c_before_the_first_checkpoint_says_there_is_none(tiny_root: Path, 
         run.fit(log=lambda _: None)
 
 
-def test_output_folder_that_is_a_file_or_unwritable(tiny_root: Path, tmp_path: Path) -> None:
+def test_output_folder_that_is_a_file_or_unwritable(
+    tiny_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     config_path = write_config(tmp_path, tiny_root, epochs=1)
     a_file = tmp_path / "file.txt"
     a_file.write_text("keep me")
@@ -150,7 +152,7 @@ def test_output_folder_that_is_a_file_or_unwritable(tiny_root: Path, tmp_path: P
         (a_file, "is a file, not a folder"),
         (a_file / "sub", "cannot create the output folder"),
     ):
-        result = run_cli("train_mpii.py", "--config", str(config_path), "--output-dir", str(target))
-        assert result.returncode == 2 and "Traceback" not in result.stderr
-        assert expect in result.stderr.strip().splitlines()[-1]
+        fails_in_process(
+            capsys, train_mpii_main, "--config", str(config_path), "--output-dir", str(target), expect=expect
+        )
     assert a_file.read_text() == "keep me"

@@ -17,6 +17,8 @@ import yaml
 
 from datasets.synthetic import make_synthetic_mpii
 from utils.checkpoint import load_checkpoint
+from utils.cli import evaluate_main, train_main
+from utils.cli import run_cli as guarded_main
 from utils.config import load_config
 from utils.engine import NonFiniteLossError
 from utils.training import TrainingRun, read_log
@@ -167,41 +169,72 @@ def test_sigkill_mid_training_then_resume_with_workers(tiny_root: Path, tmp_path
     assert all(torch.equal(value, resumed[key]) for key, value in straight.items())
 
 
-def test_user_errors_are_one_paragraph(tiny_root: Path, tmp_path: Path) -> None:
+def fails_in_process(capsys: pytest.CaptureFixture, main, *args: str, expect: str) -> None:
+    """Run an entry point's main in this process as its script does; exit 2 with one 'error:' paragraph."""
+    capsys.readouterr()
+    assert guarded_main(main, list(args)) == 2
+    stderr = capsys.readouterr().err
+    last_line = stderr.strip().splitlines()[-1]  # progress bars may precede it
+    assert last_line.startswith("error: ") and expect in last_line, stderr
+
+
+def train_mpii_main(argv):
+    return train_main("mpii", argv)
+
+
+def test_user_errors_are_one_paragraph(
+    tiny_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     config_path = write_config(tmp_path, tiny_root, epochs=1)
+    # the script itself, once: exit status 2 and one paragraph, no traceback
+    result = run_cli("train_mpii.py", "--config", str(config_path), "--set", "train.lrr=1")
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert (
+        result.stderr.strip().splitlines()[-1].startswith("error: ") and "did you mean 'lr'" in result.stderr
+    )
 
-    def fails(*args: str, expect: str) -> None:
-        result = run_cli(*args)
-        assert result.returncode == 2, result.stderr
-        assert "Traceback" not in result.stderr
-        last_line = result.stderr.strip().splitlines()[-1]  # progress bars may precede it
-        assert last_line.startswith("error: ") and expect in last_line, result.stderr
-
-    fails("train_mpii.py", "--config", str(config_path), "--set", "train.lrr=1", expect="did you mean 'lr'")
+    # the rest through the same main and error guard in this process (an exception would fail the test)
     missing = tmp_path / "nowhere"
-    fails("train_mpii.py", "--config", str(config_path), "--data-root", str(missing), expect=str(missing))
-
+    fails_in_process(
+        capsys,
+        train_mpii_main,
+        "--config",
+        str(config_path),
+        "--data-root",
+        str(missing),
+        expect=str(missing),
+    )
     corrupt_root = tmp_path / "corrupt"
     shutil.copytree(tiny_root, corrupt_root)
     victim = sorted((corrupt_root / "images").glob("train_*.jpg"))[5]
     victim.write_bytes(b"this is not a jpeg")
     for workers in ("0", "2"):
-        fails(
-            "train_mpii.py", "--config", str(config_path), "--data-root", str(corrupt_root),
+        fails_in_process(
+            capsys, train_mpii_main, "--config", str(config_path), "--data-root", str(corrupt_root),
             "--set", f"runtime.workers={workers}", "--output-dir", str(tmp_path / f"out{workers}"),
             expect=str(victim),
         )  # fmt: skip
 
     # a checkpoint of an OKDHP model evaluated with a single-network config
     out = tmp_path / "okdhp"
-    assert run_cli("train_mpii.py", "--config", str(config_path), "--output-dir", str(out)).returncode == 0
+    TrainingRun(load_config(config_path), out).fit(log=lambda _: None)
     other = write_config(tmp_path, tiny_root, name="hourglass", num_stacks=2)
     for key in ("shared_stacks", "branch_stacks"):
         text = yaml.safe_load(other.read_text())
         text["model"].pop(key, None)
         other.write_text(yaml.safe_dump(text))
-    fails("evaluate.py", "--config", str(other), "--checkpoint", str(out / "last.pth"), expect="does not fit")
-    fails("evaluate.py", "--checkpoint", str(tmp_path / "none.pth"), expect="checkpoint not found")
+    fails_in_process(
+        capsys,
+        evaluate_main,
+        "--config",
+        str(other),
+        "--checkpoint",
+        str(out / "last.pth"),
+        expect="does not fit",
+    )
+    fails_in_process(
+        capsys, evaluate_main, "--checkpoint", str(tmp_path / "none.pth"), expect="checkpoint not found"
+    )
 
 
 def test_released_mode_evaluates_selects_and_deploys_the_official_heads(

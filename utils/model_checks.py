@@ -41,7 +41,7 @@ def check_input_size(section: Mapping[str, Any], codec: HeatmapCodec) -> None:
     configured size.
     """
     width, height = codec.input_size
-    with torch.device("meta"):
+    with torch.device("meta"), torch.no_grad():
         model = MODELS.build(section, where="model")
         multiple = model.input_multiple()
         if width % multiple or height % multiple:
