@@ -8,6 +8,7 @@ onto the output so that the centre lands on the output's centre, rotated by ``ro
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -19,7 +20,30 @@ from utils.errors import ConfigError, DataError
 PIXEL_STD = 200.0
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
-COLOR_MODES = ("bgr_imagenet", "rgb_imagenet")
+# bearpaw/pytorch-pose's data/mpii/mean.pth.tar (RGB). Its color_normalize subtracts this mean and never
+# divides by the std stored next to it, so the std of that mode is 1.
+BEARPAW_MPII_MEAN = np.array([0.440442830324173, 0.4440267086029053, 0.4326828420162201], dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class ColorMode:
+    """How a ``data.color`` mode turns pixels into network input: ``(pixel[c] / 255 - mean[c]) / std[c]``.
+
+    ``channel_order`` is the order of the input planes (BGR keeps OpenCV's order); ``mean`` and ``std`` are
+    listed in that plane order.
+    """
+
+    channel_order: str
+    mean: np.ndarray
+    std: np.ndarray
+
+
+COLOR_NORMALIZATION = {
+    "bgr_imagenet": ColorMode("BGR", IMAGENET_MEAN, IMAGENET_STD),  # the released OKDHP/FPD MPII code
+    "rgb_imagenet": ColorMode("RGB", IMAGENET_MEAN, IMAGENET_STD),  # HRNet
+    "rgb_bearpaw_mpii": ColorMode("RGB", BEARPAW_MPII_MEAN, np.ones(3, np.float32)),  # bearpaw/pytorch-pose
+}
+COLOR_MODES = tuple(COLOR_NORMALIZATION)
 
 
 def get_affine_transform(
@@ -215,35 +239,38 @@ def check_color(color: str) -> None:
         )
 
 
-def _normalize_tables() -> np.ndarray:
+def _normalize_tables(mode: ColorMode) -> np.ndarray:
     """(3, 256) float32: ``(v / 255 - mean[c]) / std[c]`` for every grey level v, in the old formula's float32 ops."""
     levels = np.arange(256, dtype=np.float32)[None, :]
-    return np.ascontiguousarray((levels / 255.0 - IMAGENET_MEAN[:, None]) / IMAGENET_STD[:, None])
+    return np.ascontiguousarray((levels / 255.0 - mode.mean[:, None]) / mode.std[:, None])
 
 
-NORMALIZE_TABLES = _normalize_tables()
+NORMALIZE_TABLES = {name: _normalize_tables(mode) for name, mode in COLOR_NORMALIZATION.items()}
 
 
 def normalize_image(image: np.ndarray, color: str) -> torch.Tensor:
-    """BGR uint8 HxWx3 -> normalised float tensor 3xHxW.
+    """BGR uint8 HxWx3 -> normalised float tensor 3xHxW, as ``COLOR_NORMALIZATION[color]`` says.
 
     ``bgr_imagenet`` keeps OpenCV's BGR channel order but subtracts the RGB ImageNet mean (the released
-    OKDHP/FPD MPII code does this); ``rgb_imagenet`` converts to RGB first (HRNet's COCO practice).
+    OKDHP/FPD MPII code does this); ``rgb_imagenet`` converts to RGB first (HRNet's COCO practice);
+    ``rgb_bearpaw_mpii`` is RGB minus bearpaw's MPII mean, without a std (bearpaw/pytorch-pose).
     Each plane goes through a 256-entry lookup table straight into the CHW output: the same float32 values as
     ``(image / 255 - mean) / std`` (bit for bit), without the float temporaries and the transposing copy.
     """
     if color not in COLOR_MODES:
         raise ValueError(f"unknown color mode '{color}'; expected one of {COLOR_MODES}")
+    mode = COLOR_NORMALIZATION[color]
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:  # not a decoded 8-bit BGR image
-        array = image[:, :, ::-1] if color == "rgb_imagenet" else image
-        array = (array.astype(np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
+        array = image[:, :, ::-1] if mode.channel_order == "RGB" else image
+        array = (array.astype(np.float32) / 255.0 - mode.mean) / mode.std
         return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
     height, width = image.shape[:2]
     planes = cv2.split(np.ascontiguousarray(image))
-    sources = (2, 1, 0) if color == "rgb_imagenet" else (0, 1, 2)
+    sources = (2, 1, 0) if mode.channel_order == "RGB" else (0, 1, 2)
     output = np.empty((3, height, width), dtype=np.float32)
+    tables = NORMALIZE_TABLES[color]
     for channel, source in enumerate(sources):
-        cv2.LUT(planes[source], NORMALIZE_TABLES[channel], dst=output[channel])
+        cv2.LUT(planes[source], tables[channel], dst=output[channel])
     return torch.from_numpy(output)
 
 

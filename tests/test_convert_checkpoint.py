@@ -165,6 +165,7 @@ def test_bearpaw_checkpoint_converts_to_identical_heatmaps(tmp_path, images, num
     origin = state["converted_from"]
     assert origin["format"] == "bearpaw" and origin["path"] == str(source.resolve())
     assert origin["sha256"] == hashlib.sha256(source.read_bytes()).hexdigest()
+    assert state["config"]["data"]["color"] == "rgb_bearpaw_mpii"  # bearpaw's input normalisation
     assert_same_heatmaps(model, out, images)
 
 

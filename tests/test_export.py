@@ -12,6 +12,7 @@ import torch
 
 from datasets.keypoints import COCO, MPII
 from datasets.registry import build_codec, build_dataset
+from datasets.transforms import COLOR_MODES, normalize_image
 from models.registry import build_model
 from tests.deploy_helpers import (
     coco_data_section,
@@ -23,7 +24,7 @@ from tests.deploy_helpers import (
 from tools.export import main as export_main
 from utils.checkpoint import load_checkpoint
 from utils.cli import run_cli
-from utils.export import SIDECAR_FORMAT, TOLERANCE, OnnxRuntimeNetwork
+from utils.export import SIDECAR_FORMAT, TOLERANCE, OnnxRuntimeNetwork, color_description
 from utils.vis import LIMBS
 
 pytest.importorskip("onnxruntime")
@@ -188,3 +189,14 @@ def test_a_difference_above_the_tolerance_fails(run_dir, tmp_path, capsys, monke
     code, _, stderr = export(capsys, run_dir / "deploy.pth", "--onnx", tmp_path / "x.onnx")
     assert_one_paragraph(code, stderr, "differ from PyTorch's", "no sidecar JSON")
     assert not (tmp_path / "x.json").exists()
+
+
+@pytest.mark.parametrize("color", COLOR_MODES)
+def test_sidecar_colour_rule_reproduces_the_pipeline(color: str) -> None:
+    """Another program applying the sidecar's formula gets exactly the network input of this pipeline."""
+    rule = color_description(color)
+    image = np.random.default_rng(0).integers(0, 256, size=(9, 7, 3), dtype=np.uint8)  # BGR, as OpenCV reads
+    planes = image[:, :, ::-1] if rule["channel_order"] == "RGB" else image
+    mean, std = np.array(rule["mean"]), np.array(rule["std"])
+    expected = ((planes / 255.0 - mean) / std).transpose(2, 0, 1)
+    np.testing.assert_allclose(normalize_image(image, color).numpy(), expected, atol=1e-5)

@@ -187,6 +187,16 @@ def test_colour_modes():
         normalize_image(pixel, "hsv")
 
 
+def test_bearpaw_colour_mode_is_its_color_normalize(mpii_data):
+    """rgb_bearpaw_mpii = bearpaw's load_image (RGB / 255) then color_normalize (minus its MPII mean, no std)."""
+    bearpaw_mpii_mean = np.array([0.4404428, 0.4440267, 0.4326828])  # its data/mpii/mean.pth.tar, 'mean'
+    path = sorted((mpii_data / "images").glob("*.jpg"))[0]
+    rgb = np.asarray(Image.open(path).convert("RGB"), np.float64) / 255.0  # as bearpaw reads an image
+    expected = (rgb - bearpaw_mpii_mean).transpose(2, 0, 1)
+    ours = normalize_image(read_image(path), "rgb_bearpaw_mpii").numpy()
+    np.testing.assert_allclose(ours, expected, atol=1e-6)
+
+
 def test_augmentation_draws_stay_in_range():
     rng = np.random.default_rng(0)
     draws = [

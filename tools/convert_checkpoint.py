@@ -27,6 +27,8 @@ from utils.config import load_config  # noqa: E402
 from utils.convert import SOURCE_FORMATS, convert_checkpoint  # noqa: E402
 from utils.errors import UserError  # noqa: E402
 
+BEARPAW_COLOR = "rgb_bearpaw_mpii"  # bearpaw/pytorch-pose input normalisation (datasets/transforms.py)
+
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The command line: SRC, OUT, the source format and the experiment config."""
@@ -53,9 +55,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point: exit 0 on success, 2 with one ``error:`` paragraph otherwise."""
     args = parse_args(argv)
+    overrides = overrides_from(args)
+    colour_note = ""
+    if args.source_format == "bearpaw" and not any(item.startswith("data.color=") for item in overrides):
+        overrides.append(f"data.color={BEARPAW_COLOR}")
+        colour_note = (
+            f"note: data.color={BEARPAW_COLOR} (RGB minus bearpaw's MPII mean, no std: the input its networks "
+            "were trained on) is saved with the checkpoint; --set data.color=... chooses another"
+        )
     try:
         config_path = resolve_config_path(args.config)
-        config = load_config(config_path, overrides_from(args))
+        config = load_config(config_path, overrides)
         state = convert_checkpoint(
             args.source, args.source_format, config, unsafe_unpickle=args.unsafe_unpickle
         )
@@ -77,7 +87,9 @@ def main(argv: list[str] | None = None) -> int:
         print(
             "note: the file has no BatchNorm num_batches_tracked counters (PyTorch < 0.4.1); they were set to 0"
         )
-    sets = "".join(f" --set {item}" for item in overrides_from(args))
+    if colour_note:
+        print(colour_note)
+    sets = "".join(f" --set {item}" for item in overrides)
     print(f"evaluate: python evaluate.py --config {args.config}{sets} --checkpoint {args.output}")
     return 0
 

@@ -27,8 +27,7 @@ from torch import Tensor, nn
 from datasets.codec import HeatmapCodec
 from datasets.keypoints import Skeleton
 from datasets.transforms import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
+    COLOR_NORMALIZATION,
     PIXEL_STD,
     get_affine_transform,
     normalize_image,
@@ -194,16 +193,22 @@ def resized_codec(network: DeployedNetwork, input_hw: tuple[int, int] | None) ->
 
 def color_description(color: str) -> dict[str, Any]:
     """What the network expects of its input pixels, exactly (the ``color`` sidecar field)."""
-    order = "BGR" if color == "bgr_imagenet" else "RGB"
-    mean, std = [round(float(v), 6) for v in IMAGENET_MEAN], [round(float(v), 6) for v in IMAGENET_STD]
+    mode = COLOR_NORMALIZATION[color]
+    order = mode.channel_order
+    mean, std = [round(float(v), 6) for v in mode.mean], [round(float(v), 6) for v in mode.std]
     if color == "bgr_imagenet":
         rule = (
             "channels in BGR order (as OpenCV reads an image), each normalised with the RGB ImageNet mean/std "
             "in list order: B with mean 0.485 std 0.229, G with 0.456 / 0.224, R with 0.406 / 0.225 "
             "(the released OKDHP/FPD MPII code does this; it is not the usual RGB convention)"
         )
-    else:
+    elif color == "rgb_imagenet":
         rule = "channels in RGB order, normalised with the ImageNet mean/std: R 0.485/0.229, G 0.456/0.224, B 0.406/0.225"
+    else:
+        rule = (
+            "channels in RGB order, minus bearpaw/pytorch-pose's MPII mean (R 0.4404, G 0.4440, B 0.4327), "
+            "not divided by a std (its color_normalize)"
+        )
     return {
         "mode": color,
         "channel_order": order,

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from datasets.registry import DATASETS, build_codec, build_dataset, skeleton_of
-from datasets.transforms import IMAGENET_MEAN, IMAGENET_STD
+from datasets.transforms import COLOR_NORMALIZATION
 from models.mobile import OKDHPMobile
 from models.okdhp import OKDHPHourglass
 from models.registry import build_model
@@ -52,9 +52,10 @@ def fau_weights(model: nn.Module, images: Tensor) -> Tensor:
 
 def denormalize(image: Tensor, color: str) -> np.ndarray:
     """A normalised crop (3, H, W) back to a BGR uint8 image (undoing ``normalize_image``)."""
-    array = image.permute(1, 2, 0).cpu().numpy() * IMAGENET_STD + IMAGENET_MEAN
+    mode = COLOR_NORMALIZATION[color]
+    array = image.permute(1, 2, 0).cpu().numpy() * mode.std + mode.mean
     array = np.clip(array * 255.0, 0, 255).astype(np.uint8)
-    return np.ascontiguousarray(array[:, :, ::-1] if color == "rgb_imagenet" else array)
+    return np.ascontiguousarray(array[:, :, ::-1] if mode.channel_order == "RGB" else array)
 
 
 def checkpoint_config(
