@@ -448,7 +448,7 @@ def build_coco(
     heatmap_size: Sequence[int] = (48, 64),
     sigma: float = 2.0,
     scale_factor: float = 0.35,
-    rotation_factor: float = 40.0,
+    rotation_factor: float = 45.0,
     rotation_prob: float = 0.6,
     half_body_prob: float = 0.3,
     flip: bool = True,
