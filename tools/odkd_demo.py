@@ -49,6 +49,16 @@ def describe(section: dict) -> str:
     return section["name"]
 
 
+@contextlib.contextmanager
+def silenced(quiet: bool):
+    """Swallow stdout and stderr while ``quiet`` (``--quiet`` prints only the table)."""
+    if not quiet:
+        yield
+        return
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        yield
+
+
 def train_and_evaluate(name: str, overrides: list[str], output: Path, quiet: bool) -> dict:
     """Train one demo experiment into ``output`` (starting over) and evaluate its deploy.pth."""
     from utils.config import load_config
@@ -59,12 +69,10 @@ def train_and_evaluate(name: str, overrides: list[str], output: Path, quiet: boo
     config_path = EXPERIMENTS / f"{name}.yaml"
     config = load_config(config_path, overrides)
     started = time.perf_counter()
-    run = TrainingRun(config, output)
-    log = (lambda _line: None) if quiet else print
-    run.fit(overwrite=True, log=log)
-    trained = time.perf_counter() - started
-    sink = io.StringIO() if quiet else None
-    with contextlib.redirect_stdout(sink) if sink is not None else contextlib.nullcontext():
+    with silenced(quiet):  # progress lines, warnings and tables; a UserError still propagates to main
+        run = TrainingRun(config, output)
+        run.fit(overwrite=True, log=(lambda _line: None) if quiet else print)
+        trained = time.perf_counter() - started
         table = evaluate_checkpoint(
             output / "deploy.pth", config_path, overrides=overrides, output_dir=output / "eval_deploy"
         )
@@ -122,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
         ]
         rows = []
         for label, name in RUNS:
-            print(f"== {label}: experiments/odkd/{name}.yaml", flush=True)
+            if not args.quiet:
+                print(f"== {label}: experiments/odkd/{name}.yaml", flush=True)
             overrides = common + (teachers if name == "demo_student_odkd" else [])
             rows.append(
                 (label, train_and_evaluate(name, overrides, args.output_root / f"odkd_{name}", args.quiet))
