@@ -30,18 +30,37 @@ class ColorMode:
     """How a ``data.color`` mode turns pixels into network input: ``(pixel[c] / 255 - mean[c]) / std[c]``.
 
     ``channel_order`` is the order of the input planes (BGR keeps OpenCV's order); ``mean`` and ``std`` are
-    listed in that plane order.
+    listed in that plane order. ``rule`` says it in words for another program (the ONNX sidecar).
     """
 
     channel_order: str
     mean: np.ndarray
     std: np.ndarray
+    rule: str
 
 
 COLOR_NORMALIZATION = {
-    "bgr_imagenet": ColorMode("BGR", IMAGENET_MEAN, IMAGENET_STD),  # the released OKDHP/FPD MPII code
-    "rgb_imagenet": ColorMode("RGB", IMAGENET_MEAN, IMAGENET_STD),  # HRNet
-    "rgb_bearpaw_mpii": ColorMode("RGB", BEARPAW_MPII_MEAN, np.ones(3, np.float32)),  # bearpaw/pytorch-pose
+    "bgr_imagenet": ColorMode(
+        "BGR",
+        IMAGENET_MEAN,
+        IMAGENET_STD,
+        "channels in BGR order (as OpenCV reads an image), each normalised with the RGB ImageNet mean/std "
+        "in list order: B with mean 0.485 std 0.229, G with 0.456 / 0.224, R with 0.406 / 0.225 "
+        "(the released OKDHP/FPD MPII code does this; it is not the usual RGB convention)",
+    ),
+    "rgb_imagenet": ColorMode(  # HRNet
+        "RGB",
+        IMAGENET_MEAN,
+        IMAGENET_STD,
+        "channels in RGB order, normalised with the ImageNet mean/std: R 0.485/0.229, G 0.456/0.224, B 0.406/0.225",
+    ),
+    "rgb_bearpaw_mpii": ColorMode(
+        "RGB",
+        BEARPAW_MPII_MEAN,
+        np.ones(3, np.float32),
+        "channels in RGB order, minus bearpaw/pytorch-pose's MPII mean (R 0.4404, G 0.4440, B 0.4327), "
+        "not divided by a std (its color_normalize)",
+    ),
 }
 COLOR_MODES = tuple(COLOR_NORMALIZATION)
 

@@ -196,19 +196,6 @@ def color_description(color: str) -> dict[str, Any]:
     mode = COLOR_NORMALIZATION[color]
     order = mode.channel_order
     mean, std = [round(float(v), 6) for v in mode.mean], [round(float(v), 6) for v in mode.std]
-    if color == "bgr_imagenet":
-        rule = (
-            "channels in BGR order (as OpenCV reads an image), each normalised with the RGB ImageNet mean/std "
-            "in list order: B with mean 0.485 std 0.229, G with 0.456 / 0.224, R with 0.406 / 0.225 "
-            "(the released OKDHP/FPD MPII code does this; it is not the usual RGB convention)"
-        )
-    elif color == "rgb_imagenet":
-        rule = "channels in RGB order, normalised with the ImageNet mean/std: R 0.485/0.229, G 0.456/0.224, B 0.406/0.225"
-    else:
-        rule = (
-            "channels in RGB order, minus bearpaw/pytorch-pose's MPII mean (R 0.4404, G 0.4440, B 0.4327), "
-            "not divided by a std (its color_normalize)"
-        )
     return {
         "mode": color,
         "channel_order": order,
@@ -216,7 +203,7 @@ def color_description(color: str) -> dict[str, Any]:
         "mean": mean,
         "std": std,
         "formula": f"input[c] = (pixel[c] / 255 - mean[c]) / std[c], c indexing the {order} channels",
-        "rule": rule,
+        "rule": mode.rule,
     }
 
 
