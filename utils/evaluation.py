@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,7 @@ def evaluate_checkpoint(
     with, and a config that says otherwise gets a warning naming the differences.
     """
     state = load_checkpoint(checkpoint)
-    config = _config(state, checkpoint, config_path, overrides or [])
+    config = checkpoint_config(state, checkpoint, config_path, overrides or [])
     data = _pipeline_of_checkpoint(state, config)
     output_dir = output_dir or checkpoint.parent / f"eval_{checkpoint.stem}"
     make_folder(output_dir, "--output-dir")
@@ -95,9 +96,10 @@ def evaluate_checkpoint(
     return tables if len(tables) > 1 else next(iter(tables.values()))
 
 
-def _config(
-    state: dict[str, Any], checkpoint: Path, config_path: Path | None, overrides: list[str]
+def checkpoint_config(
+    state: dict[str, Any], checkpoint: Path, config_path: Path | None, overrides: Sequence[str]
 ) -> ExperimentConfig:
+    """The experiment config: ``config_path`` if given, else the one saved in the checkpoint; with overrides."""
     if config_path is not None:
         return load_config(config_path, overrides)
     if "config" not in state:

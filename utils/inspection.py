@@ -25,8 +25,8 @@ from models.mobile import OKDHPMobile
 from models.okdhp import OKDHPHourglass
 from models.registry import build_model
 from utils.checkpoint import load_checkpoint, load_model_weights
-from utils.config import ExperimentConfig, config_with_overrides, load_config
 from utils.errors import UserError
+from utils.evaluation import checkpoint_config
 from utils.model_checks import model_section_for
 
 matplotlib.use("Agg")
@@ -56,17 +56,6 @@ def denormalize(image: Tensor, color: str) -> np.ndarray:
     array = image.permute(1, 2, 0).cpu().numpy() * mode.std + mode.mean
     array = np.clip(array * 255.0, 0, 255).astype(np.uint8)
     return np.ascontiguousarray(array[:, :, ::-1] if mode.channel_order == "RGB" else array)
-
-
-def checkpoint_config(
-    state: dict[str, Any], checkpoint: Path, config_path: Path | None, overrides: Sequence[str]
-) -> ExperimentConfig:
-    """The experiment config: ``config_path`` if given, else the one saved in the checkpoint; with overrides."""
-    if config_path is not None:
-        return load_config(config_path, overrides)
-    if "config" not in state:
-        raise UserError(f"{checkpoint} carries no config: pass --config")
-    return config_with_overrides(state["config"], overrides, source=f"config saved in {checkpoint}")
 
 
 @torch.no_grad()
