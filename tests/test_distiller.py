@@ -61,7 +61,7 @@ def write_config(folder: Path, root: Path, teacher: Path, end: float = 0.5) -> P
 
 
 class CountCalls:
-    """Forward pre-hook counting the teacher's forward passes per epoch."""
+    """Forward pre-hook counting a teacher's forward passes per epoch (also used by test_odkd)."""
 
     def __init__(self) -> None:
         self.calls: dict[int, int] = {}

@@ -18,6 +18,7 @@ from losses.odkd import ODKDLoss, binarize, restrict_to_mask
 from losses.pose_mask import PoseMaskLoss
 from models.output import PoseOutput
 from models.registry import build_model
+from tests.test_distiller import CountCalls
 from tools.convert_checkpoint import main as convert_main
 from tools.model_summary import main as summary_main
 from tools.model_summary import read_config as read_summary_config
@@ -224,17 +225,6 @@ def test_pose_mask_loss_equals_float64(hand_made: dict) -> None:
 
 
 # ------------------------------------------------------------ a real run with the orderly schedule
-class CountCalls:
-    """Forward pre-hook counting a teacher's forward passes per epoch."""
-
-    def __init__(self) -> None:
-        self.calls: dict[int, int] = {}
-        self.epoch = 0
-
-    def __call__(self, module, inputs) -> None:
-        self.calls[self.epoch] = self.calls.get(self.epoch, 0) + 1
-
-
 def write_teacher(path: Path, section: dict, seed: int) -> Path:
     """A tiny teacher as this project writes deploy.pth: the network's weights and its model section."""
     torch.manual_seed(seed)
