@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from utils.cli import run_cli
+from engine.cli import run_cli
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -47,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.checkpoint is None and args.onnx is None:
         parser.error("give --checkpoint (PyTorch) or --onnx (onnxruntime), or both")
 
-    from utils.demo import run_demo
+    from engine.inference.demo import run_demo
 
     run_demo(
         args.inputs,

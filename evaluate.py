@@ -7,7 +7,7 @@ python evaluate.py --config experiments/mpii/hg4_okdhp.yaml --checkpoint output/
 
 import sys
 
-from utils.cli import evaluate_main, run_cli
+from engine.cli import evaluate_main, run_cli
 
 if __name__ == "__main__":
     sys.exit(run_cli(evaluate_main))

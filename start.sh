@@ -53,9 +53,9 @@ if [ ! -f "$config" ]; then
     echo "error: no experiment '$experiment' (looked for $config). Try: bash start.sh list" >&2
     exit 2
 fi
-trainer=$("$PYTHON" -m utils.cli trainer "$config")
+trainer=$("$PYTHON" -m engine.cli trainer "$config")
 
-for teacher in $("$PYTHON" -m utils.cli missing-teachers "$config"); do
+for teacher in $("$PYTHON" -m engine.cli missing-teachers "$config"); do
     echo "== teacher first: $teacher"
     bash "$0" "$teacher"
 done

@@ -2,7 +2,7 @@
 
 import sys
 
-from utils.cli import run_cli, train_main
+from engine.cli import run_cli, train_main
 
 if __name__ == "__main__":
     sys.exit(run_cli(lambda argv: train_main("coco", argv)))

@@ -27,10 +27,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
+from engine.convert.onnx import HeatmapNetwork, torch_export  # noqa: E402
+from engine.experiment.catalogue import resolve_config_path  # noqa: E402
+from engine.experiment.config import load_config  # noqa: E402
 from models.registry import build_model  # noqa: E402
-from utils.cli import resolve_config_path  # noqa: E402
-from utils.config import load_config  # noqa: E402
-from utils.export import HeatmapNetwork, torch_export  # noqa: E402
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
 

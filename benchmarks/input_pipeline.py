@@ -49,6 +49,7 @@ from torchvision import transforms as tv_transforms  # noqa: E402
 from datasets.base import TopDownDataset  # noqa: E402
 from datasets.codec import HeatmapCodec  # noqa: E402
 from datasets.mpii import MPIIDataset  # noqa: E402
+from datasets.pckh import evaluate_prediction_file, load_gt_mat, load_pred_mat  # noqa: E402
 from datasets.synthetic import make_synthetic_mpii  # noqa: E402
 from datasets.transforms import (  # noqa: E402
     IMAGENET_MEAN,
@@ -59,9 +60,9 @@ from datasets.transforms import (  # noqa: E402
     read_image,
     read_image_reduced,
 )
-from utils.pckh import evaluate_prediction_file, load_gt_mat, load_pred_mat  # noqa: E402
+from utils.paths import SHARED_DATA  # noqa: E402
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "mpii"
+DEFAULT_DATA = SHARED_DATA / "mpii"
 
 
 def hrnet_generate_target(

@@ -6,7 +6,7 @@
 
 One run measures every configuration side by side: fp32 eager (the released setup), channels_last, bf16
 autocast, fp16 autocast + GradScaler (CUDA only), channels_last + bf16, torch.compile and everything
-together. Each configuration gets its runtime from ``utils.runtime.make_runtime`` (the seam the engine
+together. Each configuration gets its runtime from ``engine.runtime.execution.make_runtime`` (the seam the engine
 uses) and runs the engine's step: forward under ``runtime.autocast()``, the loss in fp32 on
 ``output.float()``, ``runtime.backward_step``. Inputs and targets are random tensors (no data loading).
 Steps are timed round-robin, one step of every configuration per round, after the warm-up steps, so that
@@ -42,13 +42,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
+from engine.experiment.catalogue import resolve_config_path  # noqa: E402
+from engine.experiment.config import ExperimentConfig, load_config  # noqa: E402
+from engine.runtime.execution import Runtime, choose_device, make_runtime, native_bf16  # noqa: E402
 from losses.registry import build_loss  # noqa: E402
 from models.registry import build_model  # noqa: E402
 from tools.model_summary import summarize  # noqa: E402
-from utils.cli import resolve_config_path  # noqa: E402
-from utils.config import ExperimentConfig, load_config  # noqa: E402
 from utils.errors import ConfigError  # noqa: E402
-from utils.runtime import Runtime, choose_device, make_runtime, native_bf16  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -118,7 +118,7 @@ class Bench:
         }
 
     def train_step(self) -> None:
-        """The engine's training step (utils.engine.train_one_epoch) without the logging."""
+        """The engine's training step (engine.training.loop.train_one_epoch) without the logging."""
         self.model.train()
         with self.runtime.autocast():
             output = self.model(self.batch["image"])

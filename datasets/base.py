@@ -190,7 +190,7 @@ class TopDownDataset(Dataset, abc.ABC):
 
         # The box centre stays the unflipped one (HRNet's training meta holds the mirrored one); validation
         # never flips, and decoding maps back through this centre and scale, kept in float64 so that a
-        # prediction from the loader equals one made from the record itself (utils.predictor).
+        # prediction from the loader equals one made from the record itself (engine.inference.predictor).
         meta = {
             "index": index,
             "center": draw.center.astype(np.float64),

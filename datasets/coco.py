@@ -10,7 +10,7 @@ Follows HRNet's COCO practice (SPEC B, COCO paragraph):
 - training adds half-body augmentation: with probability ``half_body_prob``, when more than 8 joints are
   labelled, the box is replaced by one around the upper or the lower body (HRNet's rule, see
   ``half_body_box``);
-- evaluation: rescoring, OKS-NMS per image and pycocotools COCOeval (utils.coco_eval).
+- evaluation: rescoring, OKS-NMS per image and pycocotools COCOeval (datasets.coco_eval).
 
 OCHuman ships COCO-format files (no training split): the same class reads them, ``ochuman`` in the config.
 """
@@ -26,13 +26,8 @@ import torch
 from pycocotools.coco import COCO
 
 from datasets.base import EvalResult, PersonRecord, TopDownDataset
-from datasets.codec import HeatmapCodec
-from datasets.keypoints import COCO as COCO_SKELETON
-from datasets.keypoints import COCO_UPPER_BODY
-from datasets.masks import input_to_heatmap_matrix, instance_mask, warp_mask
-from datasets.registry import DATASETS, check_flag, check_subset, resolve_path, size_pair
-from datasets.transforms import PIXEL_STD, check_color
-from utils.coco_eval import (
+from datasets.coco_eval import (
+    KEYPOINT_SCORE_THRESHOLD,
     PERSON_CATEGORY_ID,
     coco_keypoint_eval,
     coco_results,
@@ -42,6 +37,12 @@ from utils.coco_eval import (
     rescore_and_nms,
     write_results_json,
 )
+from datasets.codec import HeatmapCodec
+from datasets.keypoints import COCO as COCO_SKELETON
+from datasets.keypoints import COCO_UPPER_BODY
+from datasets.masks import input_to_heatmap_matrix, instance_mask, warp_mask
+from datasets.registry import DATASETS, check_flag, check_subset, resolve_path, size_pair
+from datasets.transforms import PIXEL_STD, check_color
 from utils.errors import ConfigError, DataError
 
 BOX_PADDING = 1.25  # HRNet pads every person box by 25%
@@ -254,7 +255,7 @@ class CocoDataset(TopDownDataset):
         half_body_prob: float = 0.3,
         with_mask: bool = False,
         oks_threshold: float = 0.9,
-        keypoint_score_threshold: float = 0.2,
+        keypoint_score_threshold: float = KEYPOINT_SCORE_THRESHOLD,
         **top_down: Any,
     ) -> None:
         super().__init__(records, COCO_SKELETON, **top_down)
@@ -456,7 +457,7 @@ def build_coco(
     with_mask: bool = False,
     subset: int | None = None,
     oks_threshold: float = 0.9,
-    keypoint_score_threshold: float = 0.2,
+    keypoint_score_threshold: float = KEYPOINT_SCORE_THRESHOLD,
     reduced_decode: bool = False,
     codec: HeatmapCodec | None = None,
 ) -> CocoDataset:
@@ -519,7 +520,7 @@ def build_ochuman(
     with_mask: bool = False,
     subset: int | None = None,
     oks_threshold: float = 0.9,
-    keypoint_score_threshold: float = 0.2,
+    keypoint_score_threshold: float = KEYPOINT_SCORE_THRESHOLD,
     reduced_decode: bool = False,
     codec: HeatmapCodec | None = None,
 ) -> CocoDataset:

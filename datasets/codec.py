@@ -52,7 +52,7 @@ class HeatmapCodec:
         """Joints (J, 2) in input-crop pixels + visibility (J,) -> target (J, h, w), target_weight (J, 1)."""
         width, height = self.heatmap_size
         radius = int(self.sigma * 3)
-        centres = (np.asarray(joints, dtype=np.float64) / self.stride + 0.5).astype(np.int64)  # (J, 2)
+        centres = (self.input_to_heatmap(joints) + 0.5).astype(np.int64)  # (J, 2)
         weight = (np.asarray(visibility).reshape(-1) > 0).astype(np.float32)
         upper_left = centres - radius
         lower_right = centres + radius + 1

@@ -14,6 +14,7 @@ class Skeleton:
     name: str
     joint_names: tuple[str, ...]
     flip_pairs: tuple[tuple[int, int], ...]
+    limbs: tuple[tuple[int, int], ...] = ()  # joint-index pairs a drawing connects
 
     @property
     def num_joints(self) -> int:
@@ -48,6 +49,23 @@ MPII = Skeleton(
         "l_wrist",
     ),  # fmt: skip
     flip_pairs=((0, 5), (1, 4), (2, 3), (10, 15), (11, 14), (12, 13)),
+    limbs=(
+        (0, 1),
+        (1, 2),
+        (2, 6),
+        (6, 3),
+        (3, 4),
+        (4, 5),
+        (6, 7),
+        (7, 8),
+        (8, 9),
+        (10, 11),
+        (11, 12),
+        (12, 7),
+        (7, 13),
+        (13, 14),
+        (14, 15),
+    ),  # fmt: skip
 )
 
 COCO = Skeleton(
@@ -72,6 +90,27 @@ COCO = Skeleton(
         "right_ankle",
     ),  # fmt: skip
     flip_pairs=((1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16)),
+    limbs=(
+        (15, 13),
+        (13, 11),
+        (16, 14),
+        (14, 12),
+        (11, 12),
+        (5, 11),
+        (6, 12),
+        (5, 6),
+        (5, 7),
+        (6, 8),
+        (7, 9),
+        (8, 10),
+        (1, 2),
+        (0, 1),
+        (0, 2),
+        (1, 3),
+        (2, 4),
+        (3, 5),
+        (4, 6),
+    ),  # fmt: skip
 )
 
 # Per-keypoint OKS sigmas of the COCO keypoint challenge (pycocotools' defaults).

@@ -29,10 +29,10 @@ import numpy as np
 from datasets.base import EvalResult, PersonRecord, TopDownDataset
 from datasets.codec import HeatmapCodec
 from datasets.keypoints import MPII
+from datasets.pckh import PCKhGroundTruth, compute_pckh, format_pckh_table, load_gt_mat, save_pred_mat
 from datasets.registry import DATASETS, check_flag, check_subset, resolve_path, size_pair
 from datasets.transforms import check_color
 from utils.errors import ConfigError, DataError
-from utils.pckh import PCKhGroundTruth, compute_pckh, format_pckh_table, load_gt_mat, save_pred_mat
 
 ANNOTATION_FORMATS = ("json", "h5")
 LAYOUT_HINT = (

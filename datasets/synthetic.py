@@ -21,7 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from utils.pckh import save_gt_mat
+from datasets.pckh import save_gt_mat
 
 # Body proportions in units of standing height; each person's lengths are jittered by up to +-10%.
 TORSO, NECK, HEAD = 0.29, 0.05, 0.20

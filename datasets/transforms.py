@@ -18,6 +18,7 @@ import torch
 from utils.errors import ConfigError, DataError
 
 PIXEL_STD = 200.0
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")  # the image files a folder input is read for
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 # bearpaw/pytorch-pose's data/mpii/mean.pth.tar (RGB). Its color_normalize subtracts this mean and never

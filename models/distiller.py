@@ -15,18 +15,15 @@ Deployment, config sections and parts are the student's: distillation costs noth
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from models.output import PoseModel, PoseOutput
-from utils.errors import CheckpointError
 
 
 @dataclass
@@ -111,59 +108,6 @@ def freeze(network: nn.Module) -> nn.Module:
     return network
 
 
-def file_sha256(path: str | Path) -> str:
-    """The sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def epoch_range(start: float, end: float, epochs: int) -> tuple[int, int]:
     """``[start, end)`` fractions of the run as epochs: the switch epoch is ``round(r * epochs)``."""
     return int(math.floor(start * epochs + 0.5)), int(math.floor(end * epochs + 0.5))
-
-
-def load_teacher(
-    name: str,
-    checkpoint: str | Path,
-    model_section: Mapping[str, Any] | None,
-    build: Callable[[Mapping[str, Any]], nn.Module],
-) -> tuple[nn.Module, str]:
-    """Build a teacher and fill it from its file; returns (network, sha256 of the file).
-
-    The file is a checkpoint of this project (the network is rebuilt from its ``model_config`` or saved
-    config unless ``model_section`` is given) or a plain state_dict (``{'state_dict': ...}`` too), which needs
-    ``model_section``: e.g. a published HRNet checkpoint.
-    """
-    from utils.checkpoint import load_model_weights
-
-    path = Path(checkpoint).expanduser()
-    if not path.is_file():
-        raise CheckpointError(
-            f"teachers.{name}.checkpoint: file not found: {path}. Train the teacher first (its run writes "
-            "deploy.pth) or point the config at an existing checkpoint."
-        )
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # truncated, foreign or empty files raise several types
-        raise CheckpointError(
-            f"teachers.{name}.checkpoint: cannot read {path}: {str(error).splitlines()[0] if str(error) else error!r}"
-        ) from None
-    if not isinstance(state, dict):
-        raise CheckpointError(f"teachers.{name}.checkpoint: {path} does not hold a state_dict")
-    if "model" in state and isinstance(state["model"], dict):
-        weights = state["model"]
-        section = model_section or state.get("model_config") or state.get("config", {}).get("model")
-    else:
-        weights = state.get("state_dict", state)
-        section = model_section
-    if section is None:
-        raise CheckpointError(
-            f"teachers.{name}: {path} is a plain state_dict with no model description; add "
-            f"teachers.{name}.model (e.g. {{name: hrnet, width: 32}}) to the config"
-        )
-    network = build(section)
-    load_model_weights(network, weights, f"teachers.{name} ({path})")
-    return freeze(network), file_sha256(path)

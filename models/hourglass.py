@@ -8,28 +8,13 @@ branch extracted from it is literally a ``HourglassNet``.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from models.output import PoseModel, PoseOutput
+from models.output import PoseOutput
 from models.registry import MODELS
+from models.single import SingleNetwork, check_positive
 from utils.errors import ConfigError
-
-
-def check_positive(model: str, **values: int) -> None:
-    """Raise ConfigError naming the first config value that is not a positive integer."""
-    for key, value in values.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ConfigError(f"model.{key}: {model} needs a positive integer, got {value!r}")
-
-
-def check_bool(model: str, **values: bool) -> None:
-    """Raise ConfigError naming the first config value that is not true or false."""
-    for key, value in values.items():
-        if not isinstance(value, bool):
-            raise ConfigError(f"model.{key}: {model} needs true or false, got {value!r}")
 
 
 class Bottleneck(nn.Module):
@@ -173,13 +158,15 @@ class StackPath(nn.Module):
 
 
 @MODELS.register("hourglass")
-class HourglassNet(PoseModel):
+class HourglassNet(SingleNetwork):
     """Stacked hourglass network: stem + ``num_stacks`` stacks, every stack's heatmap supervised.
 
     Registered as model ``hourglass``: the keyword arguments are the ``model:`` config keys.
     ``mask_head: true`` adds ``mask_layer``, a conv1x1 on the last stack's feature -> one person-mask logit
     map (``PoseOutput.mask``), a training-only head that ``deploy`` drops.
     """
+
+    name = "hourglass"
 
     def __init__(
         self,
@@ -200,34 +187,17 @@ class HourglassNet(PoseModel):
         }
         self.config = {"num_stacks": num_stacks, **widths}
         check_positive("hourglass", **self.config)
-        check_bool("hourglass", mask_head=mask_head)
         self.stem = Stem(num_features)
         self.path = StackPath(num_stacks, reinject_last=False, **widths)
-        self.mask_layer = nn.Conv2d(num_features, 1, kernel_size=1) if mask_head else None
+        self.add_mask_head(num_features, mask_head)
 
     def forward(self, images: Tensor) -> PoseOutput:
         _, heatmaps, feature = self.path.run(self.stem(images))
-        mask = self.mask_layer(feature) if self.mask_layer is not None else None
-        return PoseOutput(stacks=heatmaps, branches=[heatmaps[-1]], mask=mask)
+        return PoseOutput(stacks=heatmaps, branches=[heatmaps[-1]], mask=self.mask_from(feature))
 
     def input_multiple(self) -> int:
         """Inputs must be multiples of 4: the stem's stride (the hourglass pools and upsamples to the sizes it meets)."""
         return 4
 
-    def parts(self) -> dict[str, nn.Module]:
-        """Named parts for per-part parameter / MAC tables."""
-        parts = {"stem": self.stem, "stacks": self.path}
-        if self.mask_layer is not None:
-            parts["mask_layer"] = self.mask_layer
-        return parts
-
-    def config_section(self) -> dict[str, Any]:
-        """The ``model:`` config section that rebuilds this network (``mask_head`` only when on, so the
-        section of a plain network stays what it always was)."""
-        mask = {"mask_head": True} if self.mask_layer is not None else {}
-        return {"name": "hourglass", **self.config, **mask}
-
-    def deploy_section(self, head: str = "branch0") -> dict[str, Any]:
-        """The same network without the training-only mask head."""
-        self.check_head(head)
-        return {"name": "hourglass", **self.config}
+    def body_parts(self) -> dict[str, nn.Module]:
+        return {"stem": self.stem, "stacks": self.path}

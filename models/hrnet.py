@@ -20,9 +20,9 @@ from typing import Any
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from models.hourglass import check_bool, check_positive
 from models.output import PoseModel, PoseOutput
 from models.registry import MODELS
+from models.single import check_bool, check_positive
 from utils.errors import ConfigError
 
 BN_MOMENTUM = 0.1  # the reference's value, in PyTorch's convention (PyTorch's default)

@@ -15,10 +15,10 @@ from typing import Any
 from torch import Tensor, nn
 
 from models.fau import build_fau
-from models.hourglass import check_bool, check_positive
 from models.okdhp import transplant
 from models.output import PoseModel, PoseOutput, build_like
 from models.registry import MODELS
+from models.single import SingleNetwork, check_positive
 from utils.errors import ConfigError, closest
 
 
@@ -81,13 +81,15 @@ class DeconvDecoder(nn.Sequential):
 
 
 @MODELS.register("mobile")
-class MobilePoseNet(PoseModel):
+class MobilePoseNet(SingleNetwork):
     """Single-decoder baseline: encoder -> deconv decoder -> heatmaps at stride 4.
 
     Registered as model ``mobile``: the keyword arguments are the ``model:`` config keys.
     ``mask_head: true`` adds ``mask_layer``, a conv1x1 on the decoder's last feature (the input of its joint
     conv) -> one person-mask logit map (``PoseOutput.mask``), a training-only head that ``deploy`` drops.
     """
+
+    name = "mobile"
 
     def __init__(
         self,
@@ -99,39 +101,22 @@ class MobilePoseNet(PoseModel):
     ) -> None:
         super().__init__()
         check_positive("mobile", num_joints=num_joints, deconv_channels=deconv_channels)
-        check_bool("mobile", mask_head=mask_head)
         self.config = {"num_joints": num_joints, "backbone": backbone, "deconv_channels": deconv_channels}
         self.encoder, channels = build_encoder(backbone)
         self.decoder = DeconvDecoder(channels, num_joints, deconv_channels)
-        self.mask_layer = nn.Conv2d(deconv_channels, 1, kernel_size=1) if mask_head else None
+        self.add_mask_head(deconv_channels, mask_head)
 
     def forward(self, images: Tensor) -> PoseOutput:
         feature = self.decoder.feature(self.encoder(images))
         heatmap = self.decoder[-1](feature)
-        mask = self.mask_layer(feature) if self.mask_layer is not None else None
-        return PoseOutput(stacks=[heatmap], branches=[heatmap], mask=mask)
+        return PoseOutput(stacks=[heatmap], branches=[heatmap], mask=self.mask_from(feature))
 
     def input_multiple(self) -> int:
         """Inputs must be multiples of 32: the encoder's stride, undone exactly by three stride-2 deconvolutions."""
         return 32
 
-    def parts(self) -> dict[str, nn.Module]:
-        """Named parts for per-part parameter / MAC tables."""
-        parts = {"encoder": self.encoder, "decoder": self.decoder}
-        if self.mask_layer is not None:
-            parts["mask_layer"] = self.mask_layer
-        return parts
-
-    def config_section(self) -> dict[str, Any]:
-        """The ``model:`` config section that rebuilds this network (``mask_head`` only when on, so the
-        section of a plain network stays what it always was)."""
-        mask = {"mask_head": True} if self.mask_layer is not None else {}
-        return {"name": "mobile", **self.config, **mask}
-
-    def deploy_section(self, head: str = "branch0") -> dict[str, Any]:
-        """The same network without the training-only mask head."""
-        self.check_head(head)
-        return {"name": "mobile", **self.config}
+    def body_parts(self) -> dict[str, nn.Module]:
+        return {"encoder": self.encoder, "decoder": self.decoder}
 
 
 @MODELS.register("okdhp_mobile")
@@ -180,6 +165,10 @@ class OKDHPMobile(PoseModel):
         feature = self.encoder(images)
         heatmaps = [decoder(feature) for decoder in self.decoders]
         return PoseOutput(stacks=heatmaps, branches=list(heatmaps), ensemble=self.fau(feature, heatmaps))
+
+    def ensemble_weights(self, images: Tensor) -> Tensor:
+        """The FAU's weights (N, T, J): it reads the encoder's feature."""
+        return self.fau.branch_weights(self.encoder(images))
 
     def input_multiple(self) -> int:
         """Inputs must be multiples of 32: the encoder's stride, undone exactly by three stride-2 deconvolutions."""

@@ -22,9 +22,10 @@ from typing import Any
 from torch import Tensor, nn
 
 from models.fau import build_fau
-from models.hourglass import HourglassNet, StackPath, Stem, check_positive
+from models.hourglass import HourglassNet, StackPath, Stem
 from models.output import PoseModel, PoseOutput, build_like, finish_like
 from models.registry import MODELS
+from models.single import check_positive
 from utils.errors import ConfigError
 
 
@@ -131,6 +132,10 @@ class OKDHPHourglass(PoseModel):
         return PoseOutput(
             stacks=stacks, branches=finals, ensemble=self.fau(stem_feature, mixed), named_heads=named
         )
+
+    def ensemble_weights(self, images: Tensor) -> Tensor:
+        """The FAU's weights (N, T, J): it reads the stem's feature."""
+        return self.fau.branch_weights(self.stem(images))
 
     def input_multiple(self) -> int:
         """Inputs must be multiples of 4: the stem's stride, as for the stacked hourglass."""

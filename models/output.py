@@ -92,6 +92,14 @@ class PoseModel(nn.Module):
         """Input width and height must be multiples of this (the network's total down-sampling)."""
         return 1
 
+    def ensemble_weights(self, images: Tensor) -> Tensor | None:
+        """The ensemble's weight of every branch for every joint (N, T, J) on a batch; None without an ensemble."""
+        return None
+
+    def teacher_records(self) -> dict[str, dict[str, str]]:
+        """What a checkpoint stores of each frozen teacher (a distiller's); a plain network has none."""
+        return {}
+
     def deployable_heads(self) -> list[str]:
         """The head names ``deploy`` accepts (a single network: ``branch0``)."""
         return ["branch0"]

@@ -17,10 +17,10 @@ from torch import nn
 
 from datasets.registry import build_codec, build_dataset
 from datasets.synthetic import make_synthetic_mpii
+from engine.experiment.config import config_from_dict
+from engine.training.run import TrainingRun
 from models.registry import build_model
 from utils.checkpoint import save_checkpoint
-from utils.config import config_from_dict
-from utils.training import TrainingRun
 
 MPII_SAMPLE = {"annotation_file": "annot/sample.json"}
 COCO_SAMPLE = {"ann_file": "annotations/person_keypoints_sample.json", "image_dir": "images/val2017"}

@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
+from engine.cli import evaluate_main, run_cli
 from utils.checkpoint import load_checkpoint, load_model_weights, save_checkpoint, strip_wrapper_prefixes
-from utils.cli import evaluate_main, run_cli
 from utils.errors import CheckpointError
 
 

@@ -12,8 +12,7 @@ import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from datasets.keypoints import COCO_OKS_SIGMAS
-from utils.coco_eval import (
+from datasets.coco_eval import (
     COCO_METRIC_NAMES,
     coco_keypoint_eval,
     evaluate_results_file,
@@ -25,6 +24,7 @@ from utils.coco_eval import (
     rescore,
     rescore_and_nms,
 )
+from datasets.keypoints import COCO_OKS_SIGMAS
 from utils.errors import DataError
 
 
@@ -269,7 +269,7 @@ def test_unreadable_annotation_and_results_files(sample_files, tmp_path):
 
 
 def test_bad_results_on_the_command_line_are_one_paragraph(sample_files, tmp_path, capsys):
-    from utils.cli import evaluate_main, run_cli
+    from engine.cli import evaluate_main, run_cli
 
     results = real_results(sample_files)
     results[0]["keypoints"] = results[0]["keypoints"][:34]

@@ -18,11 +18,11 @@ import pytest
 import yaml
 
 from datasets.coco import CocoDataset
+from datasets.coco_eval import nms_results, rescore, rescore_and_nms
 from datasets.masks import input_to_heatmap_matrix, instance_mask, warp_mask
 from datasets.registry import build_dataset
 from datasets.transforms import read_image, sample_augmentation
 from tests import hrnet_reference as hrnet
-from utils.coco_eval import nms_results, rescore, rescore_and_nms
 
 ANNOTATIONS = "annotations/person_keypoints_sample.json"
 DETECTIONS = "person_detection_results/sample_detections.json"

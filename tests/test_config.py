@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from engine.experiment.config import load_config, read_yaml, save_config
 from models.registry import build_model
-from utils.config import load_config, read_yaml, save_config
 from utils.errors import ConfigError
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
@@ -96,7 +96,7 @@ def test_saved_config_round_trips(tmp_path: Path) -> None:
 
 
 def test_unusable_device_is_a_config_error() -> None:
-    from utils.runtime import make_runtime
+    from engine.runtime.execution import make_runtime
 
     with pytest.raises(ConfigError, match="'gpu' is not a device"):
         make_runtime("gpu")
@@ -196,7 +196,7 @@ def test_builder_errors_can_be_blamed_on_their_override() -> None:
 
 
 def test_overrides_on_the_command_line_are_one_paragraph(capsys: pytest.CaptureFixture) -> None:
-    from utils.cli import run_cli, train_main
+    from engine.cli import run_cli, train_main
 
     status = run_cli(
         lambda argv: train_main("mpii", argv), ["--config", str(BASELINE), "--set", "train.lr=abc"]
@@ -251,7 +251,7 @@ def test_yaml_merge_keys_and_aliases_are_not_duplicates(tmp_path: Path) -> None:
 
 
 def test_start_sh_helpers_name_the_trainer_and_the_teachers_to_train_first(tmp_path: Path) -> None:
-    from utils.cli import missing_teachers, trainer_for
+    from engine.experiment.catalogue import missing_teachers, trainer_for
 
     assert trainer_for("mpii/hg4_fpd") == "train_mpii.py" and trainer_for("coco/hg4_fpd") == "train_coco.py"
     assert missing_teachers("mpii/hg4_fpd") == ["mpii/hg8_baseline"]  # its deploy.pth does not exist here

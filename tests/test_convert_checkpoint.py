@@ -1,7 +1,7 @@
-"""tools/convert_checkpoint.py and utils/convert.py: other code bases' files -> identical heatmaps here.
+"""tools/convert_checkpoint.py and engine/convert/checkpoints.py: other code bases' files -> identical heatmaps here.
 
 Each test writes a file in another code base's layout by renaming one of this project's (small) models the
-other way round, with a plain table of names kept here independently of utils/convert.py; the key order is
+other way round, with a plain table of names kept here independently of engine/convert/checkpoints.py; the key order is
 shuffled so that only names, not positions, can carry the mapping.
 """
 
@@ -16,10 +16,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from engine.convert.checkpoints import convert_state_dict
+from engine.training.build import load_init_weights
 from models.registry import build_model
 from tools.convert_checkpoint import main
 from utils.checkpoint import load_checkpoint, save_checkpoint
-from utils.convert import convert_state_dict, load_init_weights
 from utils.errors import CheckpointError
 
 SMALL = {"num_features": 16, "depth": 2}
@@ -287,7 +288,7 @@ def test_unknown_and_missing_tensors_are_refused(tmp_path, capsys) -> None:
     del state["res.1.0.conv2.weight"]
     torch.save(state, tmp_path / "short.pth")
     code, _ = convert(tmp_path, tmp_path / "short.pth", "fpd", "mpii/hg2_baseline", *SMALL_SETS)
-    assert code == 2 and "left unfilled (e.g. path.stacks.1.residual.0.conv2.weight)" in error_line(capsys)
+    assert code == 2 and "model weights not in the file (e.g. path.stacks.1.residual.0.conv2.weight)" in error_line(capsys)
 
 
 def test_non_checkpoint_file_is_refused(tmp_path, capsys) -> None:

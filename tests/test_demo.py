@@ -13,9 +13,14 @@ import pytest
 from torch.utils.data import DataLoader
 
 from datasets.coco import clean_box
+from datasets.coco_eval import coco_results, rescore
 from datasets.keypoints import COCO
 from datasets.registry import build_dataset
 from demo import main as demo_main
+from engine.cli import run_cli
+from engine.inference.loops import predict
+from engine.inference.predictor import Predictor
+from engine.runtime.execution import make_runtime
 from tests.deploy_helpers import (
     coco_data_section,
     mpii_data_section,
@@ -24,11 +29,6 @@ from tests.deploy_helpers import (
 )
 from tests.test_export import assert_one_paragraph
 from tools.export import main as export_main
-from utils.cli import run_cli
-from utils.coco_eval import coco_results, rescore
-from utils.engine import predict
-from utils.predictor import Predictor
-from utils.runtime import make_runtime
 
 pytest.importorskip("onnxruntime")
 ONE_PIXEL = 1.0
@@ -228,7 +228,7 @@ def test_detections_whole_image_and_ensemble(
     person = json.loads((tmp_path / "whole" / f"{image.stem}.json").read_text())["persons"]
     assert len(person) == 1 and person[0]["box"][:2] == [0.0, 0.0]
     from datasets.transforms import read_image
-    from utils.export import box_crop
+    from engine.inference.predictor import box_crop
 
     predictor = Predictor.from_checkpoint(run_dir / "best.pth", make_runtime("cpu"))
     center, scale = box_crop(person[0]["box"], predictor.codec.input_size)

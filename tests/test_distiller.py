@@ -10,13 +10,13 @@ import torch
 import yaml
 
 from datasets.synthetic import make_synthetic_mpii
+from engine.experiment.config import load_config
+from engine.training.run import TrainingRun
 from losses.fpd import FPDLoss
 from models.output import PoseOutput
 from models.registry import build_model
 from utils.checkpoint import load_checkpoint, save_checkpoint
-from utils.config import load_config
 from utils.errors import CheckpointError, ConfigError
-from utils.training import TrainingRun
 
 TEACHER = {"name": "hourglass", "num_stacks": 2, "num_features": 16, "depth": 2}
 STUDENT = {"name": "hourglass", "num_stacks": 1, "num_features": 8, "depth": 2}

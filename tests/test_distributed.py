@@ -14,11 +14,12 @@ import yaml
 from torch.utils.data import DataLoader
 
 from datasets.synthetic import make_synthetic_mpii
+from engine.experiment.config import load_config
+from engine.runtime.distributed import EpochShuffleSampler, ShardSampler, per_process_batch
+from engine.training.log import read_log
+from engine.training.run import TrainingRun
 from utils.checkpoint import load_checkpoint
-from utils.config import load_config
-from utils.distributed import EpochShuffleSampler, ShardSampler, per_process_batch
 from utils.errors import ConfigError
-from utils.training import TrainingRun, read_log
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -107,8 +108,8 @@ def test_two_processes_equal_one_on_the_same_global_batch(tiny_config: Path, tmp
 
 def test_sharded_validation_scores_every_person_exactly_once(tiny_config: Path) -> None:
     """Two shares predicted as two processes would, then merged: exactly the one-process predictions."""
-    from utils.engine import merge_shares, predict, predict_share
-    from utils.training import make_loader
+    from engine.inference.loops import merge_shares, predict, predict_share
+    from engine.runtime.loader import make_loader
 
     run = TrainingRun(load_config(tiny_config), tiny_config.parent / "unused")
     full = predict(run.predictor, run.val_loader)

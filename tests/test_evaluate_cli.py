@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from utils.coco_eval import evaluate_results_file
-from utils.pckh import TABLE_KEYS, evaluate_prediction_file
+from datasets.coco_eval import evaluate_results_file
+from datasets.pckh import TABLE_KEYS, evaluate_prediction_file
 
 REPO = Path(__file__).resolve().parents[1]
 

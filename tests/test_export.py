@@ -13,6 +13,9 @@ import torch
 from datasets.keypoints import COCO, MPII
 from datasets.registry import build_codec, build_dataset
 from datasets.transforms import COLOR_MODES, normalize_image
+from engine.cli import run_cli
+from engine.convert.onnx import TOLERANCE, color_description
+from engine.inference.onnx_network import SIDECAR_FORMAT, OnnxRuntimeNetwork
 from models.registry import build_model
 from tests.deploy_helpers import (
     coco_data_section,
@@ -23,9 +26,6 @@ from tests.deploy_helpers import (
 )
 from tools.export import main as export_main
 from utils.checkpoint import load_checkpoint
-from utils.cli import run_cli
-from utils.export import SIDECAR_FORMAT, TOLERANCE, OnnxRuntimeNetwork, color_description
-from utils.vis import LIMBS
 
 pytest.importorskip("onnxruntime")
 
@@ -69,7 +69,7 @@ def assert_complete_sidecar(
     assert document["stride"] == [input_wh[0] / heatmap_wh[0], input_wh[1] / heatmap_wh[1]]
     assert document["joint_names"] == list(skeleton.joint_names)
     assert document["flip_pairs"] == [list(p) for p in skeleton.flip_pairs]
-    assert document["limbs"] == [list(limb) for limb in LIMBS[skeleton.name]]
+    assert document["limbs"] == [list(limb) for limb in skeleton.limbs]
     assert document["output"]["shape"][1:] == [skeleton.num_joints, heatmap_wh[1], heatmap_wh[0]]
     assert document["color"]["mean"] == [0.485, 0.456, 0.406] and document["color"]["std"] == [
         0.229,
@@ -185,7 +185,7 @@ def test_missing_onnxruntime_says_what_to_install(run_dir, tmp_path, capsys, mon
 
 
 def test_a_difference_above_the_tolerance_fails(run_dir, tmp_path, capsys, monkeypatch) -> None:
-    monkeypatch.setattr("utils.export.TOLERANCE", -1.0)  # any difference is too much
+    monkeypatch.setattr("engine.convert.onnx.TOLERANCE", -1.0)  # any difference is too much
     code, _, stderr = export(capsys, run_dir / "deploy.pth", "--onnx", tmp_path / "x.onnx")
     assert_one_paragraph(code, stderr, "differ from PyTorch's", "no sidecar JSON")
     assert not (tmp_path / "x.json").exists()

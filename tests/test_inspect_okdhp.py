@@ -11,12 +11,12 @@ import torch
 
 from datasets.registry import build_codec, build_dataset
 from datasets.transforms import read_image
+from engine.cli import run_cli
 from models.registry import build_model
 from tests.deploy_helpers import mpii_data_section, tiny_okdhp_run
 from tests.test_export import assert_one_paragraph
 from tools.inspect_okdhp import main as inspect_main
 from utils.checkpoint import load_checkpoint
-from utils.cli import run_cli
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +56,7 @@ def test_a_single_network_has_no_fau(run_dir, tmp_path, capsys) -> None:
 
 
 def test_fau_weights_of_a_multi_branch_mobile_net_read_the_encoder() -> None:
-    from utils.inspection import fau_weights
+    from engine.inference.inspection import fau_weights
 
     model = build_model(
         {"name": "okdhp_mobile", "backbone": "mobilenet_v2", "deconv_channels": 8, "fau_channels": 8}

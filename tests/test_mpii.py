@@ -13,11 +13,11 @@ import torch
 from datasets.codec import HeatmapCodec
 from datasets.keypoints import MPII
 from datasets.mpii import MPIIDataset, load_mpii_records
+from datasets.pckh import load_pred_mat, save_gt_mat
 from datasets.registry import DATASETS, build_dataset
 from datasets.transforms import affine_points, get_affine_transform, read_image
 from tests import hrnet_reference as hrnet
 from utils.errors import ConfigError, DataError
-from utils.pckh import load_pred_mat, save_gt_mat
 
 GT_FILE = "annot/detections_our_format.mat"
 

@@ -14,6 +14,11 @@ import torch
 import yaml
 
 from datasets.synthetic_coco import make_synthetic_coco
+from engine.experiment.config import load_config
+from engine.inference.evaluation import evaluate_checkpoint
+from engine.training.log import read_log
+from engine.training.run import TrainingRun
+from engine.training.teachers import check_loss_teachers
 from losses.odkd import ODKDLoss, binarize, restrict_to_mask
 from losses.pose_mask import PoseMaskLoss
 from models.output import PoseOutput
@@ -23,10 +28,7 @@ from tools.convert_checkpoint import main as convert_main
 from tools.model_summary import main as summary_main
 from tools.model_summary import read_config as read_summary_config
 from utils.checkpoint import load_checkpoint, save_checkpoint
-from utils.config import load_config
 from utils.errors import CheckpointError, ConfigError
-from utils.evaluation import evaluate_checkpoint
-from utils.training import TrainingRun, check_loss_teachers, read_log
 
 REPO = Path(__file__).resolve().parents[1]
 ODKD = REPO / "experiments" / "odkd"
@@ -446,7 +448,7 @@ def test_published_hrnet_file_converts_with_the_mask_head_left_at_init(
     assert convert_main([str(source), str(out), "--from", "hrnet", "--config", str(config)]) == 2
     assert "HRNet-W4 for 17 joints; the config builds HRNet-W8" in capsys.readouterr().err
     with pytest.raises(CheckpointError, match="does not look like an HRNet"):
-        from utils.convert_hrnet import hrnet_architecture
+        from engine.convert.hrnet import hrnet_architecture
 
         hrnet_architecture({"conv1.weight": torch.zeros(1)})
 

@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 import scipy.io
 
-from utils.errors import DataError
-from utils.pckh import (
+from datasets.pckh import (
     TABLE_KEYS,
     compute_pckh,
     evaluate_prediction_file,
@@ -20,8 +19,9 @@ from utils.pckh import (
     save_gt_mat,
     save_pred_mat,
 )
+from utils.errors import DataError
 
-# MPII joint indices, written out independently of utils.pckh.
+# MPII joint indices, written out independently of datasets.pckh.
 PAIRS = {
     "Head": (9, 9),
     "Shoulder": (12, 13),
@@ -253,7 +253,7 @@ def test_nan_predictions_are_counted_and_refused(detections, tmp_path):
 
 
 def test_bad_files_on_the_command_line_are_one_paragraph(detections, tmp_path, capsys):
-    from utils.cli import evaluate_main, run_cli
+    from engine.cli import evaluate_main, run_cli
 
     path, content = detections
     boxes = content["headboxes_src"].copy()

@@ -13,17 +13,18 @@ import yaml
 from datasets.registry import build_codec, build_dataset
 from datasets.synthetic import make_synthetic_mpii
 from datasets.transforms import read_image
+from engine.experiment.config import config_from_dict, load_config
+from engine.inference.evaluation import evaluate_checkpoint
+from engine.inference.loops import predict
+from engine.inference.predictor import Predictor
+from engine.runtime.execution import make_runtime
+from engine.runtime.loader import make_loader
+from engine.training.run import TrainingRun
 from models.registry import build_model
 from tests.test_training import write_config
 from utils.checkpoint import load_checkpoint, save_checkpoint
-from utils.config import config_from_dict, load_config
-from utils.engine import predict
 from utils.errors import ConfigError
-from utils.evaluation import evaluate_checkpoint
-from utils.predictor import Predictor
 from utils.progress import Progress
-from utils.runtime import make_runtime
-from utils.training import TrainingRun, make_loader
 
 NETWORK = {"name": "hourglass", "num_stacks": 2, "num_features": 16, "depth": 2, "num_joints": 16}
 

@@ -13,13 +13,14 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from datasets.registry import build_codec, build_dataset
 from datasets.synthetic import make_synthetic_mpii
+from engine.experiment.config import load_config
+from engine.runtime.distributed import EpochShuffleSampler
+from engine.training.run import TrainingRun
 from tests.test_training import REPO, fails_in_process, run_cli, train_mpii_main, write_config
 from utils.checkpoint import load_checkpoint
-from utils.config import load_config
-from utils.distributed import EpochShuffleSampler
 from utils.run_folder import RunFolderError
-from utils.training import TrainingRun, build_codec, build_dataset
 
 
 @pytest.fixture(scope="module")

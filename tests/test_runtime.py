@@ -10,14 +10,14 @@ import torch
 import torch.distributed as dist
 
 from datasets.synthetic import make_synthetic_mpii
+from engine.experiment.config import load_config
+from engine.runtime.execution import make_runtime, unwrap
+from engine.training.run import TrainingRun
 from losses.okdhp import OKDHPLoss
 from models.registry import build_model
 from tests.test_training import write_config
 from utils.checkpoint import load_checkpoint
-from utils.config import load_config
 from utils.errors import ConfigError
-from utils.runtime import make_runtime, unwrap
-from utils.training import TrainingRun
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +116,7 @@ def test_fp16_needs_a_gpu_and_uses_a_grad_scaler() -> None:
 
 
 def test_auto_precision_is_bf16_only_where_native(monkeypatch) -> None:
-    import utils.runtime as runtime_module
+    import engine.runtime.execution as runtime_module
 
     monkeypatch.setattr(runtime_module, "native_bf16", lambda device: False)
     assert make_runtime("cpu", precision="auto").precision == "fp32"

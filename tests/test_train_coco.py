@@ -13,9 +13,10 @@ import pytest
 import yaml
 
 from datasets.synthetic_coco import make_synthetic_coco
-from utils.config import load_config
-from utils.evaluation import evaluate_checkpoint
-from utils.training import TrainingRun, read_log
+from engine.experiment.config import load_config
+from engine.inference.evaluation import evaluate_checkpoint
+from engine.training.log import read_log
+from engine.training.run import TrainingRun
 
 REPO = Path(__file__).resolve().parents[1]
 COCO_KEYS = {"AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl"}

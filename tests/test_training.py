@@ -16,12 +16,13 @@ import torch
 import yaml
 
 from datasets.synthetic import make_synthetic_mpii
+from engine.cli import evaluate_main, train_main
+from engine.cli import run_cli as guarded_main
+from engine.experiment.config import load_config
+from engine.training.log import read_log
+from engine.training.loop import NonFiniteLossError
+from engine.training.run import TrainingRun
 from utils.checkpoint import load_checkpoint
-from utils.cli import evaluate_main, train_main
-from utils.cli import run_cli as guarded_main
-from utils.config import load_config
-from utils.engine import NonFiniteLossError
-from utils.training import TrainingRun, read_log
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -265,7 +266,7 @@ def test_released_mode_evaluates_selects_and_deploys_the_official_heads(
 
 
 def test_a_tie_goes_to_the_later_epoch(tiny_root: Path, tmp_path: Path, monkeypatch) -> None:
-    import utils.training as training
+    import engine.training.run as training
     from datasets.base import EvalResult
 
     run = TrainingRun(load_config(write_config(tmp_path, tiny_root, epochs=2)), tmp_path / "run")

@@ -21,10 +21,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from engine.cli import add_config_arguments, one_paragraph, overrides_from  # noqa: E402
+from engine.convert.checkpoints import SOURCE_FORMATS, convert_checkpoint  # noqa: E402
+from engine.experiment.catalogue import resolve_config_path  # noqa: E402
+from engine.experiment.config import load_config  # noqa: E402
 from utils.checkpoint import save_checkpoint  # noqa: E402
-from utils.cli import add_config_arguments, one_paragraph, overrides_from, resolve_config_path  # noqa: E402
-from utils.config import load_config  # noqa: E402
-from utils.convert import SOURCE_FORMATS, convert_checkpoint  # noqa: E402
 from utils.errors import UserError  # noqa: E402
 
 BEARPAW_COLOR = "rgb_bearpaw_mpii"  # bearpaw/pytorch-pose input normalisation (datasets/transforms.py)

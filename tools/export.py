@@ -20,8 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from utils.cli import run_cli  # noqa: E402
-from utils.export import DEFAULT_OPSET  # noqa: E402
+from engine.cli import run_cli  # noqa: E402
+from engine.convert.onnx import DEFAULT_OPSET  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    from utils.export import export_onnx
+    from engine.convert.onnx import export_onnx
 
     export_onnx(
         args.checkpoint,

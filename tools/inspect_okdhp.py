@@ -19,7 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from utils.cli import add_config_arguments, overrides_from, resolve_config_path, run_cli  # noqa: E402
+from engine.cli import add_config_arguments, overrides_from, run_cli  # noqa: E402
+from engine.experiment.catalogue import resolve_config_path  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=int, default=4, metavar="N", help="validation persons (default 4)")
     args = parser.parse_args(argv)
 
-    from utils.inspection import inspect_checkpoint
+    from engine.inference.inspection import inspect_checkpoint
 
     inspect_checkpoint(
         args.checkpoint,

@@ -23,9 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
+from engine.cli import one_paragraph  # noqa: E402
+from engine.experiment.config import read_yaml  # noqa: E402
 from models.registry import build_model  # noqa: E402
-from utils.cli import one_paragraph  # noqa: E402
-from utils.config import read_yaml  # noqa: E402
 from utils.errors import UserError  # noqa: E402
 from utils.flops import count_params, layer_macs, part_counts  # noqa: E402
 
@@ -36,8 +36,8 @@ def read_teachers(path: Path) -> dict[str, dict[str, Any]]:
     A teacher's network is its ``model:`` entry, else the model section of the experiment that trains it
     (``teachers.<name>.experiment``); its checkpoint need not exist to be counted.
     """
-    from utils.cli import resolve_config_path
-    from utils.config import read_raw_config
+    from engine.experiment.catalogue import resolve_config_path
+    from engine.experiment.config import read_raw_config
 
     teachers = {}
     for name, teacher in (read_raw_config(path).get("teachers") or {}).items():
@@ -65,7 +65,7 @@ def read_config(path: Path) -> tuple[dict[str, Any], tuple[int, int] | None]:
     if not isinstance(config, dict):
         raise UserError(f"{path}: expected a mapping at the top level")
     if "base" in config:
-        from utils.config import load_config
+        from engine.experiment.config import load_config
 
         resolved = load_config(path)
         config = {"model": resolved.model, "data": resolved.data}

@@ -27,11 +27,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from utils.cli import one_paragraph  # noqa: E402
+from engine.cli import one_paragraph  # noqa: E402
 from utils.errors import UserError  # noqa: E402
+from utils.paths import EXPERIMENTS_DIR  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
-EXPERIMENTS = REPO / "experiments" / "odkd"
+EXPERIMENTS = EXPERIMENTS_DIR / "odkd"
 RUNS = (  # (row of the table, experiment yaml under experiments/odkd)
     ("teacher PT", "demo_pt"),
     ("teacher ST", "demo_st"),
@@ -61,10 +61,10 @@ def silenced(quiet: bool):
 
 def train_and_evaluate(name: str, overrides: list[str], output: Path, quiet: bool) -> dict:
     """Train one demo experiment into ``output`` (starting over) and evaluate its deploy.pth."""
-    from utils.config import load_config
-    from utils.evaluation import evaluate_checkpoint
+    from engine.experiment.config import load_config
+    from engine.inference.evaluation import evaluate_checkpoint
+    from engine.training.run import TrainingRun
     from utils.flops import count_params
-    from utils.training import TrainingRun
 
     config_path = EXPERIMENTS / f"{name}.yaml"
     config = load_config(config_path, overrides)

@@ -7,9 +7,11 @@ network and the ``model`` config section that rebuilds it.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 import zipfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,10 +40,18 @@ def save_checkpoint(state: dict[str, Any], path: Path) -> None:
 
 ZIP_MAGIC = b"PK\x03\x04"  # torch.save writes a zip archive (since torch 1.6)
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")  # DDP / DataParallel, torch.compile
+CHECKPOINT_KINDS = (
+    "train",
+    "deploy",
+    "converted",
+)  # what this project writes: last/best, deploy, a converted file
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a checkpoint safely (no arbitrary unpickling); a missing, empty, cut-off or foreign file is a CheckpointError."""
+def read_torch_file(path: str | Path) -> Any:
+    """Read a file written by ``torch.save`` safely (no arbitrary unpickling).
+
+    A missing, empty, cut-off or foreign file is a CheckpointError that names it and says what to do.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
@@ -53,7 +63,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         )
     _check_complete(path, size)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several types for damaged or foreign files
         if isinstance(error, EOFError) or "unexpected EOF" in str(error):  # zip-less (legacy) format
             raise CheckpointError(
@@ -65,6 +75,15 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
             f"cannot read checkpoint {path}: {reason} "
             "(is it a file written by this project's train_mpii.py / train_coco.py?)"
         ) from None
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A checkpoint of this project: ``read_torch_file``, then ``check_checkpoint``."""
+    return check_checkpoint(read_torch_file(path), path)
+
+
+def check_checkpoint(state: Any, path: str | Path) -> dict[str, Any]:
+    """Refuse contents that are not a checkpoint of this project (a dict with a 'model' entry)."""
     if not isinstance(state, dict) or "model" not in state:
         raise CheckpointError(f"{path} is not a checkpoint of this project (no 'model' entry)")
     return state
@@ -81,7 +100,7 @@ def _check_complete(path: Path, size: int) -> None:
         )
 
 
-def strip_wrapper_prefixes(state_dict: dict[str, Any]) -> dict[str, Any]:
+def strip_wrapper_prefixes(state_dict: Mapping[str, Any]) -> dict[str, Any]:
     """Keys without the wrappers' prefixes, so a wrapped model's weights fit the plain model.
 
     Leading ``module.`` (DDP, DataParallel) and ``_orig_mod.`` (torch.compile) go in any order and number; an
@@ -94,6 +113,59 @@ def strip_wrapper_prefixes(state_dict: dict[str, Any]) -> dict[str, Any]:
             name = name.split(".", 1)[1]
         stripped[name.replace("._orig_mod.", ".")] = value
     return stripped
+
+
+def strip_prefixes(state_dict: Mapping[str, Any], source: str = "the file") -> dict[str, Any]:
+    """``strip_wrapper_prefixes``, refusing a file in which two keys become one (the same weight twice)."""
+    stripped = strip_wrapper_prefixes(state_dict)
+    if len(stripped) < len(state_dict):
+        raise CheckpointError(
+            f"{source} holds the same weight twice, with and without a 'module.' or '_orig_mod.' prefix; "
+            "save the state_dict of the unwrapped model"
+        )
+    return stripped
+
+
+def is_state_dict(value: Any) -> bool:
+    """A non-empty mapping of string keys to tensors."""
+    return (
+        isinstance(value, Mapping)
+        and len(value) > 0
+        and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in value.items())
+    )
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file, read in chunks (checkpoints are hundreds of MB)."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def describe_mismatch(
+    own: Mapping[str, torch.Tensor], found: Mapping[str, torch.Tensor], *, ignore_missing: Sequence[str] = ()
+) -> str:
+    """How a file's tensors (``found``) differ from a model's state_dict (``own``), in the one wording every
+    loader and converter uses; empty when every key and shape matches. ``ignore_missing``: keys allowed absent."""
+    missing = [k for k in own if k not in found and k not in ignore_missing]
+    unexpected = [k for k in found if k not in own]
+    wrong = [k for k in own if k in found and tuple(found[k].shape) != tuple(own[k].shape)]
+    details = []
+    if missing:
+        details.append(f"{len(missing)} model weights not in the file (e.g. {', '.join(missing[:3])})")
+    if unexpected:
+        details.append(
+            f"{len(unexpected)} tensors the model does not have (e.g. {', '.join(unexpected[:3])})"
+        )
+    if wrong:
+        key = wrong[0]
+        details.append(
+            f"{len(wrong)} of another shape (e.g. {key}: {tuple(found[key].shape)} in the file, "
+            f"{tuple(own[key].shape)} in the model)"
+        )
+    return "; ".join(details)
 
 
 DEFAULT_ADVICE = (
@@ -112,29 +184,10 @@ def load_model_weights(
     """
     own = model.state_dict()
     if not any(key.startswith(WRAPPER_PREFIXES) or "._orig_mod." in key for key in own):
-        unwrapped = strip_wrapper_prefixes(state_dict)
-        if len(unwrapped) < len(state_dict):
-            raise CheckpointError(
-                f"checkpoint {source} holds the same weight twice, with and without a 'module.' or "
-                "'_orig_mod.' prefix; save the state_dict of the unwrapped model"
-            )
-        state_dict = unwrapped
-    missing = [k for k in own if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in own]
-    wrong_shape = [k for k in own if k in state_dict and own[k].shape != state_dict[k].shape]
-    if missing or unexpected or wrong_shape:
-        details = []
-        if missing:
-            details.append(f"{len(missing)} weights missing (e.g. {missing[0]})")
-        if unexpected:
-            details.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
-        if wrong_shape:
-            key = wrong_shape[0]
-            details.append(
-                f"{len(wrong_shape)} of another shape (e.g. {key}: {tuple(state_dict[key].shape)} in the "
-                f"checkpoint, {tuple(own[key].shape)} in the model)"
-            )
+        state_dict = strip_prefixes(state_dict, f"checkpoint {source}")
+    mismatch = describe_mismatch(own, state_dict)
+    if mismatch:
         raise CheckpointError(
-            f"checkpoint {source} does not fit the model built from the config: {'; '.join(details)}. {advice}"
+            f"checkpoint {source} does not fit the model built from the config: {mismatch}. {advice}"
         )
     model.load_state_dict(state_dict)

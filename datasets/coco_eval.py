@@ -25,11 +25,13 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from datasets.keypoints import COCO_OKS_SIGMAS
+from datasets.transforms import PIXEL_STD
 from utils.errors import DataError
+
+KEYPOINT_SCORE_THRESHOLD = 0.2  # HRNet's rescoring: a person's score averages its joints scoring above this
 
 COCO_METRIC_NAMES = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
 PERSON_CATEGORY_ID = 1
-PIXEL_STD = 200.0
 
 
 @contextlib.contextmanager
@@ -99,7 +101,7 @@ def keypoint_counts(coco: COCO) -> dict[int, int]:
 
 
 def rescore(
-    keypoints: np.ndarray, box_scores: np.ndarray, keypoint_score_threshold: float = 0.2
+    keypoints: np.ndarray, box_scores: np.ndarray, keypoint_score_threshold: float = KEYPOINT_SCORE_THRESHOLD
 ) -> np.ndarray:
     """HRNet's person score: box score x mean of the keypoint scores above the threshold (0 if none)."""
     kpt_scores = np.asarray(keypoints, dtype=np.float64)[..., 2]
@@ -152,7 +154,7 @@ def rescore_and_nms(
     areas: np.ndarray,
     *,
     oks_threshold: float = 0.9,
-    keypoint_score_threshold: float = 0.2,
+    keypoint_score_threshold: float = KEYPOINT_SCORE_THRESHOLD,
     sigmas: np.ndarray = COCO_OKS_SIGMAS,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Rescore every prediction, then OKS-NMS within each image: (kept indices in input order, new scores)."""
@@ -343,7 +345,9 @@ def result_areas(results: Sequence[dict[str, Any]]) -> np.ndarray:
 
 
 def nms_results(
-    results: Sequence[dict[str, Any]], oks_threshold: float = 0.9, keypoint_score_threshold: float = 0.2
+    results: Sequence[dict[str, Any]],
+    oks_threshold: float = 0.9,
+    keypoint_score_threshold: float = KEYPOINT_SCORE_THRESHOLD,
 ) -> list[dict[str, Any]]:
     """Rescore results entries (their 'score' taken as the box score) and OKS-NMS them per image."""
     if not results:
@@ -367,7 +371,7 @@ def evaluate_results_file(
     ann_path: str | Path,
     nms: bool = False,
     oks_threshold: float = 0.9,
-    keypoint_score_threshold: float = 0.2,
+    keypoint_score_threshold: float = KEYPOINT_SCORE_THRESHOLD,
     verbose: bool = False,
 ) -> dict[str, float]:
     """COCO AP/AR of a results file against an annotation file; ``nms`` first rescores and OKS-NMSes per image.

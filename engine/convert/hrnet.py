@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import torch
 from torch import Tensor, nn
 
+from engine.convert.fill import fill_model
+from utils.checkpoint import strip_prefixes
 from utils.errors import CheckpointError
 
 INIT_ONLY_PREFIXES = ("mask_layer.",)  # weights a published HRNet file never has: left at initialisation
-BATCH_COUNTER = "num_batches_tracked"
 
 
 def hrnet_architecture(state: Mapping[str, Tensor], source_name: str = "the file") -> dict[str, int]:
@@ -42,14 +42,13 @@ def convert_hrnet_state_dict(
     Every weight of the model must come from the file under the same name and shape, except the mask head's,
     which keep the model's initial values; a tensor of the file that the model does not have is an error.
     """
-    from utils.convert import strip_prefixes
 
     section = model.config_section() if hasattr(model, "config_section") else {}
     if section.get("name") != "hrnet":
         raise CheckpointError(
             f"--from hrnet fills an hrnet model; the config builds '{section.get('name', type(model).__name__)}'"
         )
-    state = strip_prefixes(source_state)
+    state = strip_prefixes(source_state, source_name)
     found = hrnet_architecture(state, source_name)
     wanted = {"width": section["width"], "num_joints": section["num_joints"]}
     if found != wanted:
@@ -59,41 +58,12 @@ def convert_hrnet_state_dict(
             "and use a dataset with that many joints"
         )
     own = model.state_dict()
-    counters_absent = not any(k.endswith(BATCH_COUNTER) for k in state)
     left_at_init = [k for k in own if k not in state and k.startswith(INIT_ONLY_PREFIXES)]
-    missing = [
-        k
-        for k in own
-        if k not in state and k not in left_at_init and not (counters_absent and k.endswith(BATCH_COUNTER))
-    ]
-    unexpected = [k for k in state if k not in own]
-    wrong = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
-    problems = []
-    if missing:
-        problems.append(f"{len(missing)} model weights not in the file (e.g. {', '.join(missing[:3])})")
-    if unexpected:
-        problems.append(
-            f"{len(unexpected)} tensors the model does not have (e.g. {', '.join(unexpected[:3])})"
-        )
-    if wrong:
-        key = wrong[0]
-        problems.append(
-            f"{len(wrong)} of another shape (e.g. {key}: {tuple(state[key].shape)} in the file, "
-            f"{tuple(own[key].shape)} in the model)"
-        )
-    if problems:
-        raise CheckpointError(
-            f"{source_name} looks like HRNet-W{found['width']}, but does not fit the model's layout (check "
-            f"model.stage_modules, stage_blocks and final_conv_kernel): {'; '.join(problems)}"
-        )
-    converted: dict[str, Tensor] = {}
-    for key, reference in own.items():
-        if key in state:
-            tensor = state[key].detach()
-            converted[key] = tensor.to(reference.dtype) if tensor.is_floating_point() else tensor
-        else:  # the mask head's initial weights, or a BN counter an old file never had
-            converted[key] = (
-                reference.detach().clone() if key in left_at_init else torch.zeros_like(reference)
-            )
-    model.load_state_dict(converted, strict=True)
+    converted = fill_model(
+        model,
+        state,
+        problem=f"{source_name} looks like HRNet-W{found['width']}, but does not fit the model's layout (check "
+        "model.stage_modules, stage_blocks and final_conv_kernel)",
+        left_at_init=left_at_init,
+    )
     return converted, left_at_init

@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 from utils.errors import ConfigError, closest
+from utils.paths import EXPERIMENTS_DIR
 
 
 @dataclass
@@ -49,7 +50,7 @@ class TrainConfig:
 
 @dataclass
 class RuntimeConfig:
-    """Where and how the computation runs; read only by utils/runtime.py (and the loaders' worker count)."""
+    """Where and how the computation runs; read only by engine/runtime/execution.py (and the loaders' worker count)."""
 
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: str = (
@@ -195,9 +196,8 @@ def read_raw_config(path: str | Path) -> dict[str, Any]:
 
 def default_experiment_name(path: Path) -> str:
     """'mpii_hg4_okdhp' for experiments/mpii/hg4_okdhp.yaml; the file's stem elsewhere."""
-    experiments = Path(__file__).resolve().parents[1] / "experiments"
     try:
-        relative = path.resolve().relative_to(experiments)
+        relative = path.resolve().relative_to(EXPERIMENTS_DIR)
     except ValueError:
         return path.stem
     return "_".join(relative.with_suffix("").parts)

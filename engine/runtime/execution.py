@@ -22,7 +22,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from utils.distributed import convert_sync_batchnorm, init_from_env
+from engine.runtime.distributed import convert_sync_batchnorm, init_from_env
 from utils.errors import ConfigError
 
 
@@ -168,10 +168,11 @@ def make_runtime(
     channels_last: bool = False,
     compile: bool = False,
     sync_batchnorm: bool = False,
+    warn_cpu: bool = True,
 ) -> Runtime:
-    """Pick the device ('auto' prefers CUDA and warns when falling back to the CPU) and the execution modes."""
+    """Pick the device ('auto' prefers CUDA; ``warn_cpu``: say so when it falls back to the CPU) and the modes."""
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
-    chosen = choose_device(device, local_rank)
+    chosen = choose_device(device, local_rank, warn_cpu=warn_cpu)
     distributed = init_from_env(chosen.type)
     rank, world, _ = process_group_info()
     set_deterministic(deterministic)
@@ -211,12 +212,13 @@ def process_group_info() -> tuple[int, int, int]:
     return 0, 1, 0
 
 
-def choose_device(device: str, local_rank: int = 0) -> torch.device:
-    """The torch device a ``runtime.device`` value names; a ConfigError for one that does not exist here."""
+def choose_device(device: str, local_rank: int = 0, *, warn_cpu: bool = True) -> torch.device:
+    """The torch device a ``runtime.device`` value names ('auto': CUDA where there is one, else the CPU, with a
+    warning unless ``warn_cpu`` is off); a ConfigError for a device that does not exist here."""
     if device == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda", local_rank % torch.cuda.device_count())
-        if int(os.environ.get("RANK", 0)) == 0:
+        if warn_cpu and int(os.environ.get("RANK", 0)) == 0:
             print("warning: CUDA is not available: running on the CPU (much slower)", file=sys.stderr)
         return torch.device("cpu")
     try:

@@ -4,22 +4,20 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from datasets.codec import HeatmapCodec
 from datasets.registry import DATASETS, build_codec, build_dataset, skeleton_of
-from models.registry import build_model
-from utils.checkpoint import load_checkpoint, load_model_weights
-from utils.config import ExperimentConfig, config_with_overrides, load_config
-from utils.engine import evaluate_heads, predict
+from engine.experiment.config import ExperimentConfig, load_config
+from engine.inference.loops import evaluate_heads, predict
+from engine.inference.networks import load_network
+from engine.inference.pipeline import Pipeline
+from engine.inference.predictor import Predictor
+from engine.runtime.execution import runtime_from_config
+from engine.runtime.loader import make_loader
 from utils.errors import ConfigError
-from utils.model_checks import check_input_size, model_section_for
-from utils.predictor import Predictor
 from utils.run_folder import make_folder
-from utils.runtime import runtime_from_config
-from utils.training import make_loader
 
 PIPELINE_KEYS = (
     "input_size",
@@ -45,66 +43,49 @@ def evaluate_checkpoint(
     it; the input pipeline (input and heatmap size, sigma, colour) is always the one the network was trained
     with, and a config that says otherwise gets a warning naming the differences.
     """
-    state = load_checkpoint(checkpoint)
-    config = checkpoint_config(state, checkpoint, config_path, overrides or [])
+    overrides = overrides or []
+    given = load_config(config_path, overrides) if config_path is not None else None
+    loaded = load_network(checkpoint, config=given, overrides=overrides)
+    if loaded.config is None:
+        raise ConfigError(f"{checkpoint} carries no config: pass --config")
+    config, state = loaded.config, loaded.state
     data = _pipeline_of_checkpoint(state, config)
     output_dir = output_dir or checkpoint.parent / f"eval_{checkpoint.stem}"
     make_folder(output_dir, "--output-dir")
 
-    skeleton = skeleton_of(data)
-    codec = build_codec(data)
-    try:
-        model_section = model_section_for(state.get("model_config") or config.model, skeleton.num_joints)
-        check_input_size(model_section, codec)
-    except ConfigError as error:
-        raise (config.origin.blame(error) if config.origin is not None else error) from None
     runtime = runtime_from_config(config.runtime)
-    model = build_model(model_section)
-    load_model_weights(model, state["model"], str(checkpoint))
-
+    codec = build_codec(data)
     dataset = build_dataset(data, split="valid", train=False, seed=config.seed, codec=codec)
     loader = make_loader(
         dataset, config.test.batch_size, config.runtime.workers if workers is None else workers, runtime
     )
     use_flip = config.test.flip if flip is None else flip
-    predictor = Predictor(
-        runtime.inference_model(runtime.prepare(model)),
-        codec,
-        skeleton,
-        runtime,
+    pipeline = Pipeline(
+        codec=codec,
+        skeleton=skeleton_of(data),
+        color=DATASETS.resolved(data)["color"],
         flip=use_flip,
         shift_heatmap=config.test.shift_heatmap,
-        color=DATASETS.resolved(data)["color"],
     )
+    predictor = Predictor(runtime.inference_model(runtime.prepare(loaded.model)), pipeline, runtime)
     predictions = predict(predictor, loader)  # every process gets every person's prediction
     if not runtime.is_main:
         return {}
 
     tables = {}
     for head, result in evaluate_heads(dataset, predictions, output_dir).items():
-        label = head if len(predictions) > 1 else f"{checkpoint.name} ({model_section['name']})"
+        label = head if len(predictions) > 1 else f"{checkpoint.name} ({loaded.section['name']})"
         print(f"== {label} ({'flip test' if use_flip else 'no flip'}) ==")
         print(result.text)
         tables[head] = result.table
     (output_dir / "tables.json").write_text(json.dumps(tables, indent=2))
     if vis > 0:
-        from utils.vis import draw_predictions
+        from engine.inference.vis import draw_predictions
 
         head = "ensemble" if "ensemble" in predictions else next(iter(predictions))
         written = draw_predictions(dataset, predictions[head][0], output_dir / "vis", limit=vis)
         print(f"{len(written)} images with {head} predictions written to {output_dir / 'vis'}")
     return tables if len(tables) > 1 else next(iter(tables.values()))
-
-
-def checkpoint_config(
-    state: dict[str, Any], checkpoint: Path, config_path: Path | None, overrides: Sequence[str]
-) -> ExperimentConfig:
-    """The experiment config: ``config_path`` if given, else the one saved in the checkpoint; with overrides."""
-    if config_path is not None:
-        return load_config(config_path, overrides)
-    if "config" not in state:
-        raise ConfigError(f"{checkpoint} carries no config: pass --config")
-    return config_with_overrides(dict(state["config"]), overrides, source=f"config saved in {checkpoint}")
 
 
 def _pipeline_of_checkpoint(state: dict[str, Any], config: ExperimentConfig) -> dict[str, Any]:

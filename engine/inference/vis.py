@@ -10,14 +10,6 @@ import numpy as np
 from datasets.base import TopDownDataset
 from datasets.transforms import read_image
 
-# Limbs as joint-index pairs, per skeleton name.
-LIMBS = {
-    "mpii": ((0, 1), (1, 2), (2, 6), (6, 3), (3, 4), (4, 5), (6, 7), (7, 8), (8, 9),
-             (10, 11), (11, 12), (12, 7), (7, 13), (13, 14), (14, 15)),
-    "coco": ((15, 13), (13, 11), (16, 14), (14, 12), (11, 12), (5, 11), (6, 12), (5, 6), (5, 7),
-             (6, 8), (7, 9), (8, 10), (1, 2), (0, 1), (0, 2), (1, 3), (2, 4), (3, 5), (4, 6)),
-}  # fmt: skip
-
 
 def draw_skeleton(image: np.ndarray, joints: np.ndarray, limbs: tuple[tuple[int, int], ...]) -> np.ndarray:
     """A copy of a BGR image with the joints and limbs drawn."""
@@ -34,7 +26,7 @@ def draw_skeleton(image: np.ndarray, joints: np.ndarray, limbs: tuple[tuple[int,
 def draw_predictions(dataset: TopDownDataset, preds: np.ndarray, out_dir: Path, limit: int) -> list[Path]:
     """Write PNGs of the first ``limit`` persons' predictions on their images; returns the files."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    limbs = LIMBS.get(dataset.skeleton.name, ())
+    limbs = dataset.skeleton.limbs
     written = []
     for index in range(min(limit, len(dataset))):
         record = dataset.records[index]

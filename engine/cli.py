@@ -15,10 +15,8 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from engine.experiment.catalogue import TRAIN_FAMILIES, missing_teachers, resolve_config_path, trainer_for
 from utils.errors import ConfigError, UserError
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-TRAIN_FAMILIES = {"mpii": ("mpii",), "coco": ("coco", "ochuman")}
 
 
 def one_paragraph(error: BaseException) -> str:
@@ -42,23 +40,6 @@ def run_cli(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | N
         return 130
 
 
-def resolve_config_path(name: str) -> Path:
-    """A yaml path, or an experiment name looked up under experiments/ (e.g. 'mpii/hg4_okdhp')."""
-    path = Path(name)
-    if path.is_file():
-        return path
-    for candidate in (REPO_ROOT / "experiments" / name, REPO_ROOT / "experiments" / f"{name}.yaml"):
-        if candidate.is_file():
-            return candidate
-    known = sorted(
-        str(p.relative_to(REPO_ROOT / "experiments"))[:-5]
-        for p in (REPO_ROOT / "experiments").rglob("*.yaml")
-    )
-    from utils.errors import closest
-
-    raise ConfigError(f"config '{name}' not found{closest(name, known)}; experiments: {', '.join(known)}")
-
-
 def add_config_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
     parser.add_argument(
         "--config", required=required, help="experiment yaml, or a name such as mpii/hg4_okdhp"
@@ -77,25 +58,10 @@ def overrides_from(args: argparse.Namespace) -> list[str]:
     return overrides
 
 
-def trainer_for(config: str) -> str:
-    """The training script of an experiment (``train_mpii.py`` / ``train_coco.py``), from its data section.
-
-    Reads the yaml (and its ``base:`` files) only: no torch import, so ``start.sh`` can ask cheaply.
-    """
-    from utils.config import read_raw_config
-
-    raw = read_raw_config(resolve_config_path(config))
-    name = raw.get("data", {}).get("name") if isinstance(raw.get("data"), dict) else None
-    for family, names in TRAIN_FAMILIES.items():
-        if name in names:
-            return f"train_{family}.py"
-    raise ConfigError(f"{config}: data.name {name!r} has no training script (known: mpii, coco, ochuman)")
-
-
 def train_main(family: str, argv: Sequence[str] | None = None) -> int:
     """Train one experiment of a dataset family ('mpii' or 'coco')."""
-    from utils.config import load_config
-    from utils.training import TrainingRun
+    from engine.experiment.config import load_config
+    from engine.training.run import TrainingRun
 
     parser = argparse.ArgumentParser(
         description=f"Train a pose network on {family.upper()} (single or OKDHP)."
@@ -157,7 +123,7 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
             parser.error("--preds and --gt go together")
         if not (math.isfinite(args.threshold) and args.threshold > 0):
             parser.error(f"--threshold must be a positive number (e.g. 0.5), got {args.threshold:g}")
-        from utils.pckh import evaluate_prediction_file, format_pckh_table
+        from datasets.pckh import evaluate_prediction_file, format_pckh_table
 
         table = evaluate_prediction_file(args.preds, args.gt, threshold=args.threshold)
         print(format_pckh_table(table, title=f"PCKh@{args.threshold:g} of {args.preds}"))
@@ -165,12 +131,12 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
     elif args.results or args.ann:
         if not (args.results and args.ann):
             parser.error("--results and --ann go together")
-        from utils.coco_eval import evaluate_results_file, format_coco_table
+        from datasets.coco_eval import evaluate_results_file, format_coco_table
 
         result = evaluate_results_file(args.results, args.ann, nms=args.nms)
         print(format_coco_table(result, title=f"COCO keypoint AP of {args.results}"))
     elif args.checkpoint:
-        from utils.evaluation import evaluate_checkpoint
+        from engine.inference.evaluation import evaluate_checkpoint
 
         result = evaluate_checkpoint(
             checkpoint=Path(args.checkpoint),
@@ -188,26 +154,8 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def missing_teachers(config: str) -> list[str]:
-    """The experiments that train the teachers of ``config`` whose checkpoint file does not exist yet."""
-    from utils.config import read_raw_config
-
-    teachers = read_raw_config(resolve_config_path(config)).get("teachers") or {}
-    missing = []
-    for name, section in teachers.items():
-        if not isinstance(section, dict) or Path(str(section.get("checkpoint", ""))).expanduser().is_file():
-            continue
-        if not section.get("experiment"):
-            raise ConfigError(
-                f"{config}: the checkpoint of teacher '{name}' ({section.get('checkpoint')}) does not exist and "
-                f"teachers.{name}.experiment does not say which experiment trains it"
-            )
-        missing.append(str(section["experiment"]))
-    return missing
-
-
 def _start_helper(argv: Sequence[str] | None) -> int:
-    """``python -m utils.cli trainer|missing-teachers CONFIG``: what start.sh asks about an experiment."""
+    """``python -m engine.cli trainer|missing-teachers CONFIG``: what start.sh asks about an experiment."""
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) == 2 and args[0] == "trainer":
         print(trainer_for(args[1]))
@@ -215,7 +163,7 @@ def _start_helper(argv: Sequence[str] | None) -> int:
     if len(args) == 2 and args[0] == "missing-teachers":
         print("\n".join(missing_teachers(args[1])))
         return 0
-    print("usage: python -m utils.cli trainer|missing-teachers CONFIG", file=sys.stderr)
+    print("usage: python -m engine.cli trainer|missing-teachers CONFIG", file=sys.stderr)
     return 2
 
 

@@ -21,33 +21,23 @@ from torch import Tensor, nn
 
 from datasets.registry import DATASETS, build_codec, build_dataset, skeleton_of
 from datasets.transforms import COLOR_NORMALIZATION
-from models.mobile import OKDHPMobile
-from models.okdhp import OKDHPHourglass
-from models.registry import build_model
-from utils.checkpoint import load_checkpoint, load_model_weights
-from utils.errors import UserError
-from utils.evaluation import checkpoint_config
-from utils.model_checks import model_section_for
+from engine.experiment.config import load_config
+from engine.inference.networks import load_network
+from utils.errors import ConfigError, UserError
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-# The feature each multi-branch model feeds its FAU: the hourglass's stem output, the mobile encoder's map.
-FAU_FEATURES: dict[type, Callable[[Any, Tensor], Tensor]] = {
-    OKDHPHourglass: lambda model, images: model.stem(images),
-    OKDHPMobile: lambda model, images: model.encoder(images),
-}
-
 
 def fau_weights(model: nn.Module, images: Tensor) -> Tensor:
     """The FAU's branch weights (N, T, J) of a multi-branch model for a batch of normalised crops."""
-    for kind, feature in FAU_FEATURES.items():
-        if isinstance(model, kind):
-            return model.fau.branch_weights(feature(model, images))
-    raise UserError(
-        f"model '{model.config_section()['name']}' has no FAU: inspection needs a multi-branch checkpoint "
-        "(okdhp_hourglass or okdhp_mobile; a best.pth or last.pth, not a deploy.pth)"
-    )
+    weights = model.ensemble_weights(images)
+    if weights is None:
+        raise UserError(
+            f"model '{model.config_section()['name']}' has no FAU: inspection needs a multi-branch checkpoint "
+            "(okdhp_hourglass or okdhp_mobile; a best.pth or last.pth, not a deploy.pth)"
+        )
+    return weights
 
 
 def denormalize(image: Tensor, color: str) -> np.ndarray:
@@ -72,15 +62,13 @@ def inspect_checkpoint(
     if num_images < 1:
         raise UserError(f"--images {num_images}: needs at least one person")
     checkpoint = Path(checkpoint)
-    state = load_checkpoint(checkpoint)
-    config = checkpoint_config(
-        state, checkpoint, None if config_path is None else Path(config_path), overrides
-    )
+    given = None if config_path is None else load_config(Path(config_path), overrides)
+    loaded = load_network(checkpoint, config=given, overrides=overrides)
+    config = loaded.config
+    if config is None:
+        raise ConfigError(f"{checkpoint} carries no config: pass --config")
     skeleton = skeleton_of(config.data)
-    section = model_section_for(state.get("model_config") or config.model, skeleton.num_joints)
-    model = build_model(section)
-    load_model_weights(model, state["model"], str(checkpoint))
-    model.eval()
+    model = loaded.model
     codec = build_codec(config.data)
     color = DATASETS.resolved(config.data)["color"]
     dataset = build_dataset(config.data, split="valid", train=False, seed=config.seed, codec=codec)
@@ -147,10 +135,10 @@ def plot_heatmaps(
     """A mosaic, one row per source (ground truth, ensemble, branches): the crop with the joints decoded from
     that row, then each joint's heatmap (colour scale 0..1, its maximum written below)."""
     from datasets.codec import HeatmapCodec
-    from utils.vis import LIMBS, draw_pose
+    from engine.inference.vis import draw_pose
 
     joints = skeleton.num_joints
-    limbs = LIMBS.get(skeleton.name, ())
+    limbs = skeleton.limbs
     header, footer = 30, 14
     row_height = CELL + footer
     width = LABEL_WIDTH + CELL * (joints + 1)

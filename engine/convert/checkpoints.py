@@ -20,7 +20,6 @@ right shape.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -30,16 +29,17 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from utils.checkpoint import load_model_weights, strip_wrapper_prefixes
-from utils.errors import CheckpointError
-from utils.runtime import unwrap
+from engine.convert.fill import BATCH_COUNTER, fill_model
+from engine.experiment.catalogue import experiment_paths
+from engine.experiment.config import load_config
+from utils.checkpoint import CHECKPOINT_KINDS, file_sha256, is_state_dict, strip_prefixes
+from utils.errors import CheckpointError, UserError
+from utils.paths import REPO_ROOT
 
-SOURCE_FORMATS = ("bearpaw", "okdhp", "fpd", "hrnet")  # hrnet: utils/convert_hrnet.py
+SOURCE_FORMATS = ("bearpaw", "okdhp", "fpd", "hrnet")  # hrnet: engine/convert/hrnet.py
 HOURGLASS_FORMATS = ("bearpaw", "okdhp", "fpd")
 FORMAT_LABELS = {"bearpaw": "a bearpaw", "fpd": "an FPD", "okdhp": "an official OKDHP"}
-PROJECT_KINDS = ("converted", "deploy", "train")
 CONTAINER_ENTRIES = ("state_dict", "best_state_dict")  # bearpaw / FPD / OKDHP checkpoint.pth dicts
-BATCH_COUNTER = "num_batches_tracked"  # absent from files saved by PyTorch < 0.4.1
 
 # ----------------------------------------------------------------------------------------- name rules
 BOTTLENECK_PARTS = ("bn1", "conv1", "bn2", "conv2", "bn3", "conv3")
@@ -330,15 +330,9 @@ def full_section(section: Mapping[str, Any]) -> dict[str, Any]:
 
 def matching_experiments(section: Mapping[str, Any], family: str | None = None) -> list[str]:
     """The experiment yamls whose model builds the same weights as ``section`` (``family`` first)."""
-    from utils.cli import REPO_ROOT
-    from utils.config import load_config
-    from utils.errors import UserError
-
     keys = ARCHITECTURE_KEYS[section["name"]]
     found = []
-    for path in sorted((REPO_ROOT / "experiments").rglob("*.yaml")):
-        if path.name.startswith("_"):
-            continue
+    for path in experiment_paths():
         try:
             candidate = load_config(path).model
         except UserError:
@@ -412,15 +406,6 @@ def check_fits(
 
 
 # --------------------------------------------------------------------------------- the conversion
-def strip_prefixes(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    """Keys without DataParallel's ``module.`` and torch.compile's ``_orig_mod.``; two keys that become one
-    are refused."""
-    stripped = strip_wrapper_prefixes(dict(state))
-    if len(stripped) < len(state):
-        raise CheckpointError("the file holds the same weight twice, with and without a 'module.' prefix")
-    return stripped
-
-
 def convert_state_dict(
     source_state: Mapping[str, Tensor],
     source_format: str,
@@ -439,65 +424,38 @@ def convert_state_dict(
         raise CheckpointError(
             f"unknown hourglass source format '{source_format}'; choose one of {', '.join(HOURGLASS_FORMATS)}"
         )
-    state = strip_prefixes(source_state)
+    state = strip_prefixes(source_state, source_name)
     arch = infer_architecture(state, source_name)
     check_fits(arch, source_format, model, source_name, family)
     rule: Callable[[str, int], str | None] = single_key if arch.layout == "single" else okdhp_key
 
     own = model.state_dict()
-    translated: dict[str, tuple[str, Tensor]] = {}
+    translated: dict[str, Tensor] = {}
+    source_of: dict[str, str] = {}
     unknown, twice = [], []
     for key, tensor in state.items():
         target = rule(key, arch.depth)
         if target is None or target not in own:
             unknown.append(key)
         elif target in translated:
-            twice.append(f"{translated[target][0]} and {key} -> {target}")
+            twice.append(f"{source_of[target]} and {key} -> {target}")
         else:
-            translated[target] = (key, tensor)
-    counters_absent = not any(k.endswith(BATCH_COUNTER) for k in state)
-    missing = [k for k in own if k not in translated and not (counters_absent and k.endswith(BATCH_COUNTER))]
-    wrong = [
-        f"{source} {tuple(tensor.shape)} -> {target} {tuple(own[target].shape)}"
-        for target, (source, tensor) in translated.items()
-        if tuple(tensor.shape) != tuple(own[target].shape)
-    ]
-    problems = []
+            translated[target], source_of[target] = tensor, key
+    also_wrong = []
     if unknown:
-        problems.append(f"{len(unknown)} keys no rule maps onto the model (e.g. {', '.join(unknown[:3])})")
+        also_wrong.append(f"{len(unknown)} keys no rule maps onto the model (e.g. {', '.join(unknown[:3])})")
     if twice:
-        problems.append(f"{len(twice)} weights filled twice (e.g. {twice[0]})")
-    if missing:
-        problems.append(f"{len(missing)} model weights left unfilled (e.g. {', '.join(missing[:3])})")
-    if wrong:
-        problems.append(f"{len(wrong)} of another shape (e.g. {wrong[0]})")
-    if problems:
-        raise CheckpointError(
-            f"{source_name} looks like {arch.describe(source_format)}, but its tensors do not map one to "
-            f"one onto the model: {'; '.join(problems)}"
-        )
-
-    converted: dict[str, Tensor] = {}
-    for key, reference in own.items():
-        if key in translated:
-            tensor = translated[key][1].detach()
-            converted[key] = tensor.to(reference.dtype) if tensor.is_floating_point() else tensor
-        else:  # a num_batches_tracked counter the old file never had
-            converted[key] = torch.zeros_like(reference, device="cpu")
-    model.load_state_dict(converted, strict=True)
-    return converted
+        also_wrong.append(f"{len(twice)} weights filled twice (e.g. {twice[0]})")
+    return fill_model(
+        model,
+        translated,
+        problem=f"{source_name} looks like {arch.describe(source_format)}, but its tensors do not map one to "
+        "one onto the model",
+        also_wrong=also_wrong,
+    )
 
 
 # ------------------------------------------------------------------------------------- reading SRC
-def sha256_of(path: Path) -> str:
-    """Hex SHA-256 of a file, read in chunks (checkpoints are hundreds of MB)."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def read_foreign_file(path: Path, unsafe_unpickle: bool = False) -> Any:
     """``torch.load`` with ``weights_only=True``; full unpickling only when the user asks for it."""
     path = Path(path)
@@ -525,21 +483,12 @@ def read_foreign_file(path: Path, unsafe_unpickle: bool = False) -> Any:
         ) from None
 
 
-def is_state_dict(value: Any) -> bool:
-    """A non-empty mapping of string keys to tensors."""
-    return (
-        isinstance(value, Mapping)
-        and len(value) > 0
-        and all(isinstance(k, str) and isinstance(v, Tensor) for k, v in value.items())
-    )
-
-
 def extract_state_dict(loaded: Any, source_name: str) -> tuple[dict[str, Tensor], str]:
     """The state_dict inside a loaded file and where it was: the file itself or its 'state_dict' entry."""
     if is_state_dict(loaded):
         return dict(loaded), "the whole file"
     if isinstance(loaded, Mapping):
-        if loaded.get("kind") in PROJECT_KINDS and "model" in loaded:
+        if loaded.get("kind") in CHECKPOINT_KINDS and "model" in loaded:
             raise CheckpointError(
                 f"{source_name} is already a checkpoint of this project (kind '{loaded['kind']}'): "
                 "evaluate or fine-tune it directly, no conversion needed"
@@ -572,7 +521,7 @@ def convert_checkpoint(
     state, entry = extract_state_dict(loaded, str(source))
     model = build_model(config.model)
     if source_format == "hrnet":
-        from utils.convert_hrnet import convert_hrnet_state_dict, hrnet_architecture
+        from engine.convert.hrnet import convert_hrnet_state_dict, hrnet_architecture
 
         converted, left_at_init = convert_hrnet_state_dict(state, model, source_name=str(source))
         found = hrnet_architecture(strip_prefixes(state))
@@ -591,50 +540,10 @@ def convert_checkpoint(
         "converted_from": {
             "format": source_format,
             "path": str(source.resolve()),
-            "sha256": sha256_of(source),
+            "sha256": file_sha256(source),
             "entry": entry,
             "architecture": architecture,
             "filled_batch_counters": not any(k.endswith(BATCH_COUNTER) for k in state),
             "left_at_init": left_at_init,  # model weights the file lacks (hrnet: a mask head), kept at init
         },
     }
-
-
-# ------------------------------------------------------------------------------------- init weights
-def load_init_weights(model: nn.Module, path: str | Path) -> None:
-    """Fill ``model`` strictly from a converted / deploy / train checkpoint (``train.init_from``)."""
-    from utils.checkpoint import load_checkpoint
-
-    path = Path(path)
-    try:
-        state = load_checkpoint(path)
-    except CheckpointError as error:
-        raise CheckpointError(
-            f"init weights {path}: {error}. A file of bearpaw/pytorch-pose, FPD or the official OKDHP code "
-            "must be converted first with tools/convert_checkpoint.py"
-        ) from None
-    kind = state.get("kind")
-    if kind not in PROJECT_KINDS or not is_state_dict(state.get("model")):
-        raise CheckpointError(
-            f"init weights {path} is not a converted, deploy or train checkpoint of this project "
-            f"(kind {kind!r}); convert foreign files first with tools/convert_checkpoint.py"
-        )
-    target = unwrap(model)
-    saved = state.get("model_config") or (state.get("config") or {}).get("model") or {}
-    built = target.config_section() if hasattr(target, "config_section") else {}
-    hint = ""
-    if saved.get("name") == "okdhp_hourglass" and built.get("name") == "hourglass":
-        hint = " To start a single network from one branch, use that branch's deploy checkpoint."
-    load_model_weights(
-        target,
-        state["model"],
-        f"init weights {path} (a {kind} checkpoint of {_describe_section(saved)})",
-        advice=f"The config builds {_describe_section(built)}.{hint}",
-    )
-
-
-def _describe_section(section: Mapping[str, Any]) -> str:
-    """'hourglass num_stacks=2 num_features=256 ...' for error messages."""
-    if not section:
-        return "an unknown model"
-    return " ".join([str(section.get("name", "?"))] + [f"{k}={v}" for k, v in section.items() if k != "name"])

@@ -10,74 +10,36 @@ flip test, decode) as PyTorch does.
 
 from __future__ import annotations
 
-import importlib
 import json
-import sys
 import warnings
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from datasets.coco import BOX_PADDING
 from datasets.codec import HeatmapCodec
-from datasets.keypoints import Skeleton
 from datasets.transforms import (
     COLOR_NORMALIZATION,
+    IMAGE_SUFFIXES,
     PIXEL_STD,
     get_affine_transform,
     normalize_image,
     read_image,
     warp_image,
 )
-from models.output import PoseModel, PoseOutput
-from utils.checkpoint import load_checkpoint, load_model_weights
-from utils.errors import CheckpointError, UserError
-from utils.predictor import Predictor, model_and_pipeline
-from utils.runtime import make_runtime
+from engine.inference.networks import DeployedNetwork, deployable, load_network
+from engine.inference.onnx_network import INPUT_NAME, OUTPUT_NAME, SIDECAR_FORMAT, require
+from engine.inference.predictor import box_crop, whole_image_box
+from utils.errors import UserError
+from utils.paths import SHARED_DATA
 
-SIDECAR_FORMAT = "okdhp-pose-onnx/1"
 TOLERANCE = 1e-4  # the largest heatmap difference onnxruntime may have from PyTorch on the check crop
 DEFAULT_OPSET = 17
-INPUT_NAME, OUTPUT_NAME = "images", "heatmaps"
-BOX_PADDING = 1.25  # as datasets.coco.box_to_center_scale: every person box is padded by 25%
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SAMPLE_IMAGE_DIRS = ("../shared/data/mpii/images", "../shared/data/coco/images/val2017")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
-
-
-def require(*names: str) -> list[ModuleType]:
-    """Import optional packages (onnx, onnxruntime); a missing one is a UserError saying what to install."""
-    modules = []
-    for name in names:
-        try:
-            modules.append(importlib.import_module(name))
-        except ImportError:
-            raise UserError(
-                f"this needs the Python package '{name}', which is not installed for {sys.executable}; "
-                f"install the export requirements with: {sys.executable} -m pip install -r "
-                "requirements-export.txt (onnx and onnxruntime)"
-            ) from None
-    return modules
-
-
-@dataclass
-class DeployedNetwork:
-    """One standalone network from a checkpoint, with the input pipeline it was trained with."""
-
-    model: PoseModel
-    section: dict[str, Any]  # the model section that rebuilds it
-    head: str  # the head of the checkpoint's model it computes
-    codec: HeatmapCodec
-    skeleton: Skeleton
-    color: str
-    flip: bool
-    shift_heatmap: bool
-    source: Path
+SAMPLE_IMAGE_DIRS = (SHARED_DATA / "mpii" / "images", SHARED_DATA / "coco" / "images" / "val2017")
 
 
 class HeatmapNetwork(nn.Module):
@@ -91,76 +53,15 @@ class HeatmapNetwork(nn.Module):
         return self.model(images).final
 
 
-def heads_paragraph(model: PoseModel, hint: str = "") -> str:
-    """The deployable heads of a model, as the end of an error message."""
-    return f"deployable heads: {', '.join(model.deployable_heads())}" + (f" ({hint})" if hint else "")
-
-
-def load_network(checkpoint: str | Path, head: str | None = None, *, hint: str = "") -> DeployedNetwork:
-    """The standalone network of a checkpoint: a deploy.pth as it is, or branch ``head`` of a multi-branch one.
-
-    A multi-branch checkpoint without ``head`` (or with a head it lacks) is a UserError listing the heads it
-    can deploy, followed by ``hint`` (the other choices of the caller).
-    """
-    checkpoint = Path(checkpoint)
-    state = load_checkpoint(checkpoint)
-    if "config" not in state:
-        raise CheckpointError(
-            f"{checkpoint} carries no experiment config (input size, colour, skeleton): use a checkpoint "
-            "written by this project's training (deploy.pth, best.pth, last.pth) or tools/convert_checkpoint.py"
-        )
-    model, pipeline = model_and_pipeline(state, str(checkpoint))
-    load_model_weights(model, state["model"], str(checkpoint))
-    heads = model.deployable_heads()
-    if head is None:
-        if len(heads) > 1:
-            raise UserError(
-                f"{checkpoint} holds a multi-branch network ({model.config_section()['name']}), not a single "
-                f"network: name the branch to use with --head; {heads_paragraph(model, hint)}"
-            )
-        head = heads[0]
-    if head not in heads:
-        raise UserError(
-            f"--head {head}: {checkpoint} has no such deployable head; {heads_paragraph(model, hint)}"
-        )
-    network, section = model.deploy(head)
-    return DeployedNetwork(
-        model=network.eval(),
-        section=section,
-        head=head,
-        codec=pipeline["codec"],
-        skeleton=pipeline["skeleton"],
-        color=pipeline["color"],
-        flip=pipeline["flip"],
-        shift_heatmap=pipeline["shift_heatmap"],
-        source=checkpoint,
-    )
-
-
-def whole_image_box(image: np.ndarray) -> list[float]:
-    """The person box [x, y, w, h] of a whole image (what the demo uses when no box is given)."""
-    height, width = image.shape[:2]
-    return [0.0, 0.0, float(width), float(height)]
-
-
-def box_crop(box: Sequence[float], input_size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """A box [x, y, w, h] -> (centre, scale) of its crop: the project's COCO rule (aspect ratio, 1.25 padding)."""
-    from datasets.coco import box_to_center_scale
-
-    return box_to_center_scale(box, input_size[0] / input_size[1])
-
-
 def default_check_image() -> Path:
     """The first real sample image beside the repository (../shared/data), for the export check."""
     for folder in SAMPLE_IMAGE_DIRS:
-        images = sorted(
-            p for p in (REPO_ROOT / folder).resolve().glob("*") if p.suffix.lower() in IMAGE_SUFFIXES
-        )
+        images = sorted(p for p in folder.glob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
         if images:
             return images[0]
     raise UserError(
         "the export check runs the network on a real image crop, and no sample image was found in "
-        f"{REPO_ROOT.parent / 'shared' / 'data'}: pass one with --image PHOTO.jpg"
+        f"{SHARED_DATA}: pass one with --image PHOTO.jpg"
     )
 
 
@@ -176,7 +77,7 @@ def check_crops(image_path: Path, codec: HeatmapCodec, color: str, batch: int) -
 
 def resized_codec(network: DeployedNetwork, input_hw: tuple[int, int] | None) -> HeatmapCodec:
     """The codec of the exported input size: the trained one, or one whose heatmap size the network gives."""
-    codec = network.codec
+    codec = network.pipeline.codec
     if input_hw is None or tuple(input_hw) == (codec.input_size[1], codec.input_size[0]):
         return codec
     height, width = (int(v) for v in input_hw)
@@ -217,12 +118,10 @@ def sidecar(
     check: dict[str, Any],
 ) -> dict[str, Any]:
     """The sidecar JSON of an exported network: everything needed to feed it and to read its heatmaps."""
-    from utils.vis import LIMBS
-
     width, height = codec.input_size
     heat_w, heat_h = codec.heatmap_size
     batch: int | str = "batch" if dynamic_batch else 1
-    skeleton = network.skeleton
+    skeleton = network.pipeline.skeleton
     return {
         "format": SIDECAR_FORMAT,
         "onnx_file": onnx_file,
@@ -242,11 +141,11 @@ def sidecar(
         "heatmap_size": {"width": heat_w, "height": heat_h},
         "stride": [float(s) for s in codec.stride],
         "sigma": codec.sigma,
-        "color": color_description(network.color),
+        "color": color_description(network.pipeline.color),
         "skeleton": skeleton.name,
         "joint_names": list(skeleton.joint_names),
         "flip_pairs": [list(pair) for pair in skeleton.flip_pairs],
-        "limbs": [list(limb) for limb in LIMBS.get(skeleton.name, ())],
+        "limbs": [list(limb) for limb in skeleton.limbs],
         "crop": {
             "pixel_std": PIXEL_STD,
             "box_padding": BOX_PADDING,
@@ -261,8 +160,8 @@ def sidecar(
             ),
         },
         "flip_test": {
-            "enabled": network.flip,
-            "shift_heatmap": network.shift_heatmap,
+            "enabled": network.pipeline.flip,
+            "shift_heatmap": network.pipeline.shift_heatmap,
             "rule": (
                 "also run the horizontally mirrored crop; mirror its heatmaps back along x, swap the flip_pairs "
                 "channels, and with shift_heatmap move them one column right (column k takes column k-1, "
@@ -307,11 +206,11 @@ def export_onnx(
     onnx_path = Path(onnx_path)
     if onnx_path.suffix != ".onnx":
         raise UserError(f"--onnx {onnx_path}: the output file name must end in .onnx")
-    network = load_network(checkpoint, head)
+    network = deployable(load_network(checkpoint), head)
     codec = resized_codec(network, input_hw)
     image_path = Path(image) if image is not None else default_check_image()
     batch = 2 if dynamic_batch else 1
-    crops = check_crops(image_path, codec, network.color, batch)
+    crops = check_crops(image_path, codec, network.pipeline.color, batch)
     wrapper = HeatmapNetwork(network.model).eval()
 
     onnx_path.parent.mkdir(parents=True, exist_ok=True)
@@ -379,81 +278,3 @@ def torch_export(wrapper: nn.Module, example: Tensor, path: Path, opset: int, dy
     except Exception as error:  # the exporter raises many types (unsupported opset, operator)
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise UserError(f"torch.onnx.export failed at opset {opset}: {first}") from None
-
-
-# --------------------------------------------------------------------------------------- running a file
-class OnnxRuntimeNetwork(nn.Module):
-    """An exported heatmap network run by onnxruntime behind the ``PoseModel`` output, for ``Predictor``."""
-
-    def __init__(self, path: str | Path) -> None:
-        super().__init__()
-        (ort,) = require("onnxruntime")
-        self.path = Path(path)
-        try:
-            self.session = ort.InferenceSession(str(self.path), providers=["CPUExecutionProvider"])
-        except Exception as error:  # onnxruntime raises its own types for a missing or foreign file
-            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            raise UserError(f"onnxruntime cannot load {self.path}: {first}") from None
-        inputs = self.session.get_inputs()
-        self.input_name = inputs[0].name
-        batch = inputs[0].shape[0]
-        self.fixed_batch = batch if isinstance(batch, int) else None
-        self.input_hw = tuple(inputs[0].shape[2:4])
-
-    def forward(self, images: Tensor) -> PoseOutput:
-        array = images.detach().float().cpu().contiguous().numpy()
-        step = self.fixed_batch or len(array)
-        chunks = [
-            self.session.run(None, {self.input_name: array[i : i + step]})[0]
-            for i in range(0, len(array), step)
-        ]
-        heatmaps = torch.from_numpy(np.concatenate(chunks)).to(images.device)
-        return PoseOutput(stacks=[heatmaps], branches=[heatmaps])
-
-
-def read_sidecar(onnx_path: str | Path) -> dict[str, Any]:
-    """The sidecar JSON written beside an exported ONNX file (``OUT.json`` for ``OUT.onnx``)."""
-    path = Path(onnx_path).with_suffix(".json")
-    if not Path(onnx_path).is_file():
-        raise UserError(f"ONNX file not found: {onnx_path}")
-    if not path.is_file():
-        raise UserError(
-            f"{onnx_path} has no sidecar JSON beside it ({path}): export with tools/export.py, which writes it"
-        )
-    try:
-        document = json.loads(path.read_text())
-    except (OSError, ValueError) as error:
-        raise UserError(f"cannot read the sidecar JSON {path}: {error}") from None
-    if not isinstance(document, dict) or document.get("format") != SIDECAR_FORMAT:
-        raise UserError(f"{path} is not a sidecar of tools/export.py (no 'format': '{SIDECAR_FORMAT}')")
-    return document
-
-
-def onnx_predictor(onnx_path: str | Path, *, flip: bool | None = None) -> Predictor:
-    """A ``Predictor`` running an exported file with onnxruntime, its pipeline read from the sidecar JSON."""
-    document = read_sidecar(onnx_path)
-    network = OnnxRuntimeNetwork(onnx_path)
-    size, heatmap = document["input_size"], document["heatmap_size"]
-    if network.input_hw != (size["height"], size["width"]):
-        raise UserError(
-            f"{onnx_path} takes {network.input_hw[0]}x{network.input_hw[1]} inputs but its sidecar says "
-            f"{size['height']}x{size['width']}: the two files do not belong together"
-        )
-    codec = HeatmapCodec(
-        (size["width"], size["height"]), (heatmap["width"], heatmap["height"]), document["sigma"]
-    )
-    skeleton = Skeleton(
-        name=document["skeleton"],
-        joint_names=tuple(document["joint_names"]),
-        flip_pairs=tuple(tuple(pair) for pair in document["flip_pairs"]),
-    )
-    test = document["flip_test"]
-    return Predictor(
-        network,
-        codec,
-        skeleton,
-        make_runtime("cpu"),
-        flip=test["enabled"] if flip is None else flip,
-        shift_heatmap=test["shift_heatmap"],
-        color=document["color"]["mode"],
-    )

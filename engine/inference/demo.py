@@ -23,16 +23,15 @@ from typing import Any
 
 import cv2
 import numpy as np
-import torch
 
-from datasets.transforms import read_image
-from utils.coco_eval import PERSON_CATEGORY_ID, coco_results, rescore
+from datasets.coco_eval import KEYPOINT_SCORE_THRESHOLD, PERSON_CATEGORY_ID, coco_results, rescore
+from datasets.transforms import IMAGE_SUFFIXES, read_image
+from engine.inference.networks import deployable, load_network
+from engine.inference.onnx_network import onnx_predictor
+from engine.inference.predictor import Predictor, box_crop, whole_image_box
+from engine.runtime.execution import make_runtime
 from utils.errors import DataError, UserError
-from utils.export import IMAGE_SUFFIXES, box_crop, load_network, onnx_predictor, read_sidecar, whole_image_box
-from utils.predictor import Predictor
-from utils.runtime import make_runtime
 
-KEYPOINT_SCORE_THRESHOLD = 0.2  # HRNet's rescoring: a person's score averages the joints above this
 COCO_RESULTS_FILE = "coco_results.json"
 
 
@@ -123,11 +122,6 @@ def check_box(box: np.ndarray, image: np.ndarray, where: str) -> None:
         )
 
 
-def choose_device(device: str | None) -> str:
-    """The device to run PyTorch on: the one asked for, else CUDA when there is one, else the CPU."""
-    return device or ("cuda" if torch.cuda.is_available() else "cpu")
-
-
 def make_predictor(
     checkpoint: str | Path | None,
     onnx: str | Path | None,
@@ -135,55 +129,41 @@ def make_predictor(
     head: str | None = None,
     flip: bool | None = None,
     device: str | None = None,
-) -> tuple[Predictor, str | None, list[list[int]]]:
-    """The predictor of the demo, the head to ask it for, and the skeleton's limbs.
+) -> tuple[Predictor, str | None]:
+    """The predictor of the demo and the head to ask it for.
 
     With ``onnx`` the network runs in onnxruntime and its pipeline comes from the sidecar JSON (a checkpoint,
     if also given, must agree with it); otherwise the checkpoint's single network, its branch ``head``, or
     with ``head='ensemble'`` the whole multi-branch model and its FAU ensemble, run in PyTorch.
     """
-    from utils.vis import LIMBS
-
     if onnx is not None:
         if head is not None:
             raise UserError(f"--head {head}: an ONNX file holds one network; --head chooses one at export")
         predictor = onnx_predictor(onnx, flip=flip)
         if checkpoint is not None:
             _check_same_pipeline(predictor, Path(checkpoint), Path(onnx))
-        return predictor, None, read_sidecar(onnx)["limbs"]
+        return predictor, None
     if checkpoint is None:
         raise UserError("give --checkpoint (PyTorch) or --onnx (onnxruntime)")
-    runtime = make_runtime(choose_device(device))
+    runtime = make_runtime(device or "auto", warn_cpu=False)
+    loaded = load_network(checkpoint)
     if head == "ensemble":
-        predictor = Predictor.from_checkpoint(checkpoint, runtime, flip=flip)
-        model = predictor.model
-        if len(model.deployable_heads()) < 2:
+        if len(loaded.model.deployable_heads()) < 2:
             raise UserError(f"--head ensemble: {checkpoint} holds a single network, which has no ensemble")
-    else:
-        network = load_network(checkpoint, head, hint="or 'ensemble' for the FAU mix of the branches")
-        predictor = Predictor(
-            runtime.prepare(network.model),
-            network.codec,
-            network.skeleton,
-            runtime,
-            flip=network.flip if flip is None else flip,
-            shift_heatmap=network.shift_heatmap,
-            color=network.color,
-        )
-    limbs = [list(limb) for limb in LIMBS.get(predictor.skeleton.name, ())]
-    return predictor, "ensemble" if head == "ensemble" else None, limbs
+        return Predictor(
+            runtime.prepare(loaded.model), loaded.require_pipeline().with_flip(flip), runtime
+        ), head
+    network = deployable(loaded, head, hint="or 'ensemble' for the FAU mix of the branches")
+    return Predictor(runtime.prepare(network.model), network.pipeline.with_flip(flip), runtime), None
 
 
 def _check_same_pipeline(predictor: Predictor, checkpoint: Path, onnx: Path) -> None:
     """Refuse a checkpoint and an ONNX file made for another skeleton or colour mode (the input size may differ:
     a file can be exported at another size)."""
-    from utils.checkpoint import load_checkpoint
-    from utils.predictor import model_and_pipeline
-
-    _, pipeline = model_and_pipeline(load_checkpoint(checkpoint), str(checkpoint))
-    if (predictor.color, predictor.skeleton.joint_names) != (
-        pipeline["color"],
-        pipeline["skeleton"].joint_names,
+    pipeline = load_network(checkpoint).require_pipeline()
+    if (predictor.pipeline.color, predictor.skeleton.joint_names) != (
+        pipeline.color,
+        pipeline.skeleton.joint_names,
     ):
         raise UserError(
             f"{onnx} and {checkpoint} do not belong together (their colour modes or joints differ); give only "
@@ -231,14 +211,14 @@ def run_demo(
     The JSON is a list of COCO results entries (image_id, category_id 1, keypoints [x, y, score] x 17, score)
     for the COCO skeleton, else ``{image, skeleton, joint_names, persons: [{box, score, keypoints}]}``.
     """
-    from utils.vis import draw_pose
+    from engine.inference.vis import draw_pose
 
     if boxes_file is not None and detections_file is not None:
         raise UserError("--boxes and --detections exclude each other: give one source of person boxes")
     images = list_images(inputs)
     boxes = read_boxes_file(boxes_file) if boxes_file is not None else None
     detections = read_detections_file(detections_file, score_threshold) if detections_file else None
-    predictor, use_head, limbs = make_predictor(checkpoint, onnx, head=head, flip=flip, device=device)
+    predictor, use_head = make_predictor(checkpoint, onnx, head=head, flip=flip, device=device)
     skeleton = predictor.skeleton
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -255,7 +235,7 @@ def run_demo(
         scales = np.array([s for _, s in crops]).reshape(-1, 2)
         keypoints, scores = predictor.predict(image, centers, scales, head=use_head)
         box_array = np.array([p.box for p in persons]).reshape(-1, 4)
-        canvas = draw_pose(image, keypoints, scores, skeleton.joint_names, limbs, box_array)
+        canvas = draw_pose(image, keypoints, scores, skeleton.joint_names, skeleton.limbs, box_array)
         png, js = out_dir / f"{path.stem}.png", out_dir / f"{path.stem}.json"
         cv2.imwrite(str(png), canvas)
         if skeleton.name == "coco":

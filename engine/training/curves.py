@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import matplotlib
@@ -10,13 +9,15 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from engine.training.log import read_log  # noqa: E402
+
 
 def plot_curves(log_path: Path, out_path: Path) -> None:
     """Draw ``log.jsonl`` into a two-panel figure (loss terms; metric per head) saved as ``out_path``."""
     log_path, out_path = Path(log_path), Path(out_path)
     if not log_path.is_file():
         return
-    records = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
+    records = read_log(log_path)
     if not records:
         return
     fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(11, 4))

@@ -1,51 +1,58 @@
 """The one prediction path: images -> heatmaps (flip test) -> keypoints in image pixels.
 
 Validation, ``evaluate.py``, a demo on one image and the export checks all predict through ``Predictor``,
-so the flip test and the decoding exist once. It needs no dataset: a model, the run's heatmap codec, the
-skeleton's flip permutation and the colour mode; ``Predictor.from_checkpoint`` reads all of them from a
-checkpoint of this project.
+so the flip test and the decoding exist once. It needs no dataset: a network, the ``Pipeline`` it was trained
+with (codec, skeleton, colour, flip test, heatmap shift) and the runtime that runs it;
+``Predictor.from_checkpoint`` reads the first two from a checkpoint of this project.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from datasets.coco import box_to_center_scale
 from datasets.codec import HeatmapCodec
 from datasets.keypoints import Skeleton
 from datasets.transforms import get_affine_transform, normalize_image, warp_image
-from utils.runtime import Runtime, make_runtime
+from engine.inference.networks import load_network
+from engine.inference.pipeline import Pipeline
+from engine.runtime.execution import Runtime, make_runtime
 
 HeadPredictions = dict[str, tuple[np.ndarray, np.ndarray]]  # head -> (keypoints (N, J, 2), maxvals (N, J, 1))
+
+
+def whole_image_box(image: np.ndarray) -> list[float]:
+    """The person box [x, y, w, h] of a whole image (what the demo uses when no box is given)."""
+    height, width = image.shape[:2]
+    return [0.0, 0.0, float(width), float(height)]
+
+
+def box_crop(box: Sequence[float], input_size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """A box [x, y, w, h] -> (centre, scale) of its crop: the project's COCO rule (aspect ratio, box padding)."""
+    return box_to_center_scale(box, input_size[0] / input_size[1])
 
 
 class Predictor:
     """Predict keypoints with a pose model: for batches of crops (validation) or person boxes in an image."""
 
-    def __init__(
-        self,
-        model: nn.Module,
-        codec: HeatmapCodec,
-        skeleton: Skeleton,
-        runtime: Runtime,
-        *,
-        flip: bool = True,
-        shift_heatmap: bool = True,
-        color: str = "bgr_imagenet",
-    ) -> None:
+    def __init__(self, model: nn.Module, pipeline: Pipeline, runtime: Runtime) -> None:
         self.model = model
-        self.codec = codec
-        self.skeleton = skeleton
+        self.pipeline = pipeline
         self.runtime = runtime
-        self.flip = flip
-        self.shift_heatmap = shift_heatmap
-        self.color = color
-        self.flip_permutation = skeleton.flip_permutation()
+        self.flip_permutation = pipeline.skeleton.flip_permutation()
+
+    @property
+    def codec(self) -> HeatmapCodec:
+        return self.pipeline.codec
+
+    @property
+    def skeleton(self) -> Skeleton:
+        return self.pipeline.skeleton
 
     @torch.no_grad()
     def heatmaps(self, images: Tensor) -> dict[str, Tensor]:
@@ -54,12 +61,17 @@ class Predictor:
         images = self.runtime.images(images)
         with self.runtime.autocast():
             heads = self.model(images).heads()
-            flipped = self.model(images.flip(3)).heads() if self.flip else None
+            flipped = self.model(images.flip(3)).heads() if self.pipeline.flip else None
         heads = {name: h.float() for name, h in heads.items()}
         if flipped is not None:
             heads = {
                 name: 0.5
-                * (h + self.codec.flip_back(flipped[name].float(), self.flip_permutation, self.shift_heatmap))
+                * (
+                    h
+                    + self.codec.flip_back(
+                        flipped[name].float(), self.flip_permutation, self.pipeline.shift_heatmap
+                    )
+                )
                 for name, h in heads.items()
             }
         return heads
@@ -76,7 +88,7 @@ class Predictor:
     def crop(self, image: np.ndarray, center: np.ndarray, scale: np.ndarray) -> Tensor:
         """The normalised network input for one person box of a BGR image (no augmentation)."""
         matrix = get_affine_transform(center, scale, 0.0, self.codec.input_size)
-        return normalize_image(warp_image(image, matrix, self.codec.input_size), self.color)
+        return normalize_image(warp_image(image, matrix, self.codec.input_size), self.pipeline.color)
 
     def predict(
         self,
@@ -108,38 +120,7 @@ class Predictor:
     def from_checkpoint(
         cls, path: str | Path, runtime: Runtime | None = None, *, flip: bool | None = None
     ) -> Predictor:
-        """A predictor for a checkpoint of this project (deploy.pth, best.pth, a converted file)."""
-        from utils.checkpoint import load_checkpoint, load_model_weights
-
-        state = load_checkpoint(path)
-        model, pipeline = model_and_pipeline(state, str(path))
+        """A predictor for a checkpoint of this project (deploy.pth, best.pth, a converted file): every head."""
+        loaded = load_network(path)
         runtime = runtime or make_runtime("auto")
-        load_model_weights(model, state["model"], str(path))
-        return cls(
-            runtime.prepare(model),
-            pipeline["codec"],
-            pipeline["skeleton"],
-            runtime,
-            flip=pipeline["flip"] if flip is None else flip,
-            shift_heatmap=pipeline["shift_heatmap"],
-            color=pipeline["color"],
-        )
-
-
-def model_and_pipeline(state: dict[str, Any], source: str) -> tuple[nn.Module, dict[str, Any]]:
-    """The (empty) network a checkpoint holds and the input pipeline it was trained with."""
-    from datasets.registry import DATASETS, build_codec, skeleton_of
-    from models.registry import build_model
-    from utils.config import config_from_dict
-
-    config = config_from_dict(state["config"], source=f"config saved in {source}")
-    model = build_model(state.get("model_config") or config.model)
-    codec = HeatmapCodec.from_dict(state["codec"]) if "codec" in state else build_codec(config.data)
-    pipeline = {
-        "codec": codec,
-        "skeleton": skeleton_of(config.data),
-        "color": DATASETS.resolved(config.data)["color"],
-        "flip": config.test.flip,
-        "shift_heatmap": config.test.shift_heatmap,
-    }
-    return model, pipeline
+        return cls(runtime.prepare(loaded.model), loaded.require_pipeline().with_flip(flip), runtime)

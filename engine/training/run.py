@@ -9,33 +9,33 @@ the build of every part have passed.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
 
-import torch
-from torch import nn
-from torch.utils.data import DataLoader
-
 from datasets.codec import HeatmapCodec
-from datasets.registry import DATASETS, build_codec, build_dataset, skeleton_of
+from datasets.registry import build_codec, build_dataset, skeleton_of
+from engine.experiment.checks import check_input_size, model_section_for
+from engine.experiment.config import ExperimentConfig, save_config
+from engine.inference.loops import validate
+from engine.inference.pipeline import Pipeline
+from engine.inference.predictor import Predictor
+from engine.runtime.distributed import EpochShuffleSampler, ShardSampler, per_process_batch
+from engine.runtime.execution import rng_state, runtime_from_config, seed_everything, set_rng_state
+from engine.runtime.loader import make_loader
+from engine.training.build import build_optimizer, build_scheduler, deploy_head, load_init_weights
+from engine.training.curves import plot_curves
+from engine.training.log import append_record, truncate_log
+from engine.training.loop import select_head, train_one_epoch
+from engine.training.teachers import build_teachers, check_loss_teachers
 from losses.joints_mse import check_batch_keys
-from losses.registry import LOSSES, build_loss
-from models.distiller import Distiller, FrozenTeacher, epoch_range, load_teacher
+from losses.registry import build_loss
+from models.distiller import Distiller
 from models.output import PoseModel
 from models.registry import build_model
 from utils.checkpoint import load_checkpoint, load_model_weights, save_checkpoint
-from utils.config import ExperimentConfig, TrainConfig, save_config
-from utils.convert import load_init_weights
-from utils.distributed import EpochShuffleSampler, ShardSampler, per_process_batch
-from utils.engine import select_head, train_one_epoch, validate
 from utils.errors import CheckpointError, ConfigError
-from utils.model_checks import check_input_size, model_section_for
-from utils.plots import plot_curves
-from utils.predictor import Predictor
 from utils.run_folder import RunFolder
-from utils.runtime import Runtime, rng_state, runtime_from_config, seed_everything, set_rng_state
 
 CONFIG_FILE, LOG_FILE, LAST, BEST, DEPLOY, CURVES = (
     "config.yaml",
@@ -52,92 +52,9 @@ class Interrupted(KeyboardInterrupt):
     """Ctrl-C during training, with a message that says what was kept and how to continue."""
 
 
-def build_optimizer(model: nn.Module, train: TrainConfig) -> torch.optim.Optimizer:
-    """Adam (released recipe), AdamW or SGD over the trainable parameters (never a frozen teacher's)."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    if train.optimizer == "adam":
-        return torch.optim.Adam(
-            params, lr=train.lr, betas=tuple(train.betas), weight_decay=train.weight_decay
-        )
-    if train.optimizer == "adamw":
-        return torch.optim.AdamW(
-            params, lr=train.lr, betas=tuple(train.betas), weight_decay=train.weight_decay
-        )
-    return torch.optim.SGD(params, lr=train.lr, momentum=train.momentum, weight_decay=train.weight_decay)
-
-
-def make_loader(
-    dataset: Any,
-    batch_size: int,
-    workers: int,
-    runtime: Runtime,
-    sampler: Any = None,
-    drop_last: bool = False,
-) -> DataLoader:
-    """A DataLoader with the run's worker count (persistent workers); pinned memory on CUDA."""
-    return DataLoader(
-        dataset,
-        batch_size=batch_size,
-        sampler=sampler,
-        shuffle=False,
-        num_workers=workers,
-        pin_memory=runtime.device.type == "cuda",
-        drop_last=drop_last,
-        persistent_workers=workers > 0,
-    )
-
-
-def deploy_head(model: PoseModel, selected: str, metrics: dict[str, float]) -> str:
-    """The head to deploy: the selected one, or (ensemble selection) the best-scoring deployable head."""
-    heads = model.deployable_heads()
-    if selected in heads:
-        return selected
-    scored = [h for h in heads if h in metrics]
-    return max(scored, key=lambda h: metrics[h]) if scored else heads[0]
-
-
-def build_teachers(
-    config: ExperimentConfig, num_joints: int, codec: HeatmapCodec
-) -> dict[str, FrozenTeacher]:
-    """The frozen teachers of the ``teachers:`` section, with the epochs each one teaches.
-
-    Each teacher must give heatmaps of the student's joints and size for the run's input (checked on the
-    meta device before its weights are read).
-    """
-
-    def build(section):
-        section = model_section_for(section, num_joints)
-        check_input_size(section, codec)
-        return build_model(section)
-
-    teachers = {}
-    for name, section in config.teachers.items():
-        model_section = None if section.model is None else model_section_for(section.model, num_joints)
-        network, digest = load_teacher(name, section.checkpoint, model_section, build)
-        start, end = epoch_range(section.start, section.end, config.train.epochs)
-        teachers[name] = FrozenTeacher(
-            network, start, end, str(Path(section.checkpoint).expanduser()), digest
-        )
-    return teachers
-
-
 def blame(config: ExperimentConfig, error: ConfigError) -> ConfigError:
     """An error about a config value, naming where the value came from (a --set override or the yaml file)."""
     return config.origin.blame(error) if config.origin is not None else error
-
-
-def check_loss_teachers(config: ExperimentConfig) -> None:
-    """Refuse a distillation loss whose teachers the config does not define (before any file is read)."""
-    keys = getattr(LOSSES.get(config.loss["name"]), "teacher_keys", ())
-    values = LOSSES.resolved(config.loss)
-    names = [values[key] for key in keys if values[key]]
-    missing = [name for name in names if name not in config.teachers]
-    if missing:
-        raise ConfigError(
-            f"loss '{config.loss['name']}' learns from the teacher(s) {', '.join(missing)}, which the config's "
-            f"teachers: section does not define (it has: {', '.join(config.teachers) or 'none'}); add e.g. "
-            f"teachers: {{{missing[0]}: {{checkpoint: path/to/teacher/deploy.pth}}}}"
-        )
 
 
 class TrainingRun:
@@ -173,9 +90,7 @@ class TrainingRun:
         self.loss_fn = build_loss(config.loss).to(self.runtime.device)
         check_batch_keys(self.loss_fn, self.train_set.batch_keys, config.loss["name"], config.data["name"])
         self.optimizer = build_optimizer(self.trainee, config.train)
-        self.scheduler = torch.optim.lr_scheduler.MultiStepLR(
-            self.optimizer, milestones=config.train.lr_steps, gamma=config.train.lr_factor
-        )
+        self.scheduler = build_scheduler(self.optimizer, config.train)
         runtime = self.runtime
         self.sampler = EpochShuffleSampler(
             len(self.train_set),
@@ -197,15 +112,8 @@ class TrainingRun:
             ShardSampler(len(self.val_set), runtime.rank, runtime.world_size) if runtime.distributed else None
         )
         self.val_loader = make_loader(self.val_set, config.test.batch_size, self.workers, runtime, shard)
-        self.predictor = Predictor(
-            runtime.inference_model(self.model),
-            self.codec,
-            self.skeleton,
-            self.runtime,
-            flip=config.test.flip,
-            shift_heatmap=config.test.shift_heatmap,
-            color=DATASETS.resolved(config.data)["color"],
-        )
+        self.pipeline = Pipeline.from_config(config, self.codec)
+        self.predictor = Predictor(runtime.inference_model(self.model), self.pipeline, self.runtime)
         self.start_epoch = 0
         self.best_metric = float("-inf")
         self.best_head = ""
@@ -226,8 +134,9 @@ class TrainingRun:
             "best_head": self.best_head,
             "best_epoch": self.best_epoch,
             "best_metrics": self.best_metrics,
-            "teachers": self.trainee.teacher_records() if isinstance(self.trainee, Distiller) else {},
+            "teachers": self.trainee.teacher_records(),
             "codec": self.codec.to_dict(),
+            "pipeline": self.pipeline.to_dict(),
             "rng": rng_state(),
             "config": self.config.to_dict(),
         }
@@ -252,16 +161,14 @@ class TrainingRun:
 
     def check_teachers(self, saved: dict[str, dict[str, str]], path: Path) -> None:
         """Refuse to resume with a teacher file that changed since the run started (its sha256 differs)."""
-        if not isinstance(self.trainee, Distiller):
-            return
-        for name, teacher in self.trainee.teachers.items():
+        for name, teacher in self.trainee.teacher_records().items():
             record = saved.get(name)
             if record is None:
                 continue
-            if record["sha256"] != teacher.sha256:
+            if record["sha256"] != teacher["sha256"]:
                 raise CheckpointError(
-                    f"cannot resume {path}: teacher '{name}' ({teacher.path}) is not the file the run started "
-                    f"with (sha256 {teacher.sha256[:12]}... now, {record['sha256'][:12]}... then, when it was "
+                    f"cannot resume {path}: teacher '{name}' ({teacher['path']}) is not the file the run started "
+                    f"with (sha256 {teacher['sha256'][:12]}... now, {record['sha256'][:12]}... then, when it was "
                     f"{record['path']}). Restore the original teacher checkpoint, or start a new run with "
                     "another --output-dir."
                 )
@@ -278,19 +185,20 @@ class TrainingRun:
         ):
             if resume:
                 self.resume()
-                _truncate_log(self.output_dir / LOG_FILE, self.start_epoch)
+                truncate_log(self.output_dir / LOG_FILE, self.start_epoch)
                 log(f"resumed from {self.output_dir / LAST} at epoch {self.start_epoch}")
             if runtime.is_main:
                 save_config(config, self.output_dir / CONFIG_FILE)
             writer = _tensorboard(self.output_dir) if runtime.is_main else None
-            active: list[str] | None = None
+            active: list[str] = []
+            has_teachers = bool(self.trainee.teacher_records())
             try:
                 for epoch in range(self.start_epoch, config.train.epochs):
                     started = time.time()
                     self.sampler.set_epoch(epoch)
                     self.train_set.set_epoch(epoch)
                     now_active = self.trainee.set_epoch(epoch)
-                    if isinstance(self.trainee, Distiller) and now_active != active:
+                    if has_teachers and (now_active != active or epoch == self.start_epoch):
                         log(f"epoch {epoch}: teachers in use: {', '.join(now_active) or 'none'}")
                     active = now_active
                     lr = self.optimizer.param_groups[0]["lr"]
@@ -305,7 +213,7 @@ class TrainingRun:
                     )
                     self.scheduler.step()
                     record: dict[str, Any] = {"epoch": epoch, "lr": lr, "train": terms}
-                    if active is not None and isinstance(self.trainee, Distiller):
+                    if has_teachers:
                         record["teachers"] = active
                     last_epoch = epoch == config.train.epochs - 1
                     if (epoch + 1) % config.train.val_every == 0 or last_epoch:
@@ -313,7 +221,7 @@ class TrainingRun:
                     record["seconds"] = round(time.time() - started, 2)
                     if runtime.is_main:
                         save_checkpoint(self.state(epoch), self.output_dir / LAST)
-                        _append_log(self.output_dir / LOG_FILE, record)
+                        append_record(self.output_dir / LOG_FILE, record)
                         if writer is not None:
                             _write_tensorboard(writer, record)
             except KeyboardInterrupt:
@@ -371,6 +279,7 @@ class TrainingRun:
                     "epoch": state["epoch"],
                     "metric": state.get("best_metrics", {}).get(head, state["best_metric"]),
                     "codec": self.codec.to_dict(),
+                    "pipeline": self.pipeline.to_dict(),
                     "config": self.config.to_dict(),
                 },
                 self.output_dir / DEPLOY,
@@ -390,26 +299,6 @@ def _epoch_line(epoch, terms, results, head, metric, best, best_head) -> str:
     loss = ", ".join(f"{k}={v:.4g}" for k, v in terms.items() if "/" not in k)
     scores = ", ".join(f"{name}={result.metric:.2f}" for name, result in results.items())
     return f"epoch {epoch}: {loss} | {scores} | selected {head}={metric:.2f} (best {best_head}={best:.2f})"
-
-
-def _append_log(path: Path, record: dict[str, Any]) -> None:
-    with path.open("a") as handle:
-        handle.write(json.dumps(record) + "\n")
-
-
-def _truncate_log(path: Path, start_epoch: int) -> None:
-    """Drop log lines of epochs that will be run again after a resume."""
-    if not path.is_file():
-        return
-    kept = [
-        line for line in path.read_text().splitlines() if line and json.loads(line)["epoch"] < start_epoch
-    ]
-    path.write_text("".join(line + "\n" for line in kept))
-
-
-def read_log(path: Path) -> list[dict[str, Any]]:
-    """The per-epoch records of a run's ``log.jsonl``."""
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
 
 def _tensorboard(output_dir: Path):
