@@ -288,7 +288,10 @@ def test_unknown_and_missing_tensors_are_refused(tmp_path, capsys) -> None:
     del state["res.1.0.conv2.weight"]
     torch.save(state, tmp_path / "short.pth")
     code, _ = convert(tmp_path, tmp_path / "short.pth", "fpd", "mpii/hg2_baseline", *SMALL_SETS)
-    assert code == 2 and "model weights not in the file (e.g. path.stacks.1.residual.0.conv2.weight)" in error_line(capsys)
+    assert (
+        code == 2
+        and "model weights not in the file (e.g. path.stacks.1.residual.0.conv2.weight)" in error_line(capsys)
+    )
 
 
 def test_non_checkpoint_file_is_refused(tmp_path, capsys) -> None:
