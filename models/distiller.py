@@ -137,7 +137,7 @@ def load_teacher(
     config unless ``model_section`` is given) or a plain state_dict (``{'state_dict': ...}`` too), which needs
     ``model_section``: e.g. a published HRNet checkpoint.
     """
-    from utils.checkpoint import load_model_weights
+    from utils.checkpoint import check_finite_weights, load_model_weights
 
     path = Path(checkpoint).expanduser()
     if not path.is_file():
@@ -165,5 +165,6 @@ def load_teacher(
             f"teachers.{name}.model (e.g. {{name: hrnet, width: 32}}) to the config"
         )
     network = build(section)
+    check_finite_weights(weights, f"teachers.{name} ({path})")
     load_model_weights(network, weights, f"teachers.{name} ({path})")
     return freeze(network), file_sha256(path)

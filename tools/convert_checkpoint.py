@@ -26,6 +26,7 @@ from utils.cli import add_config_arguments, one_paragraph, overrides_from, resol
 from utils.config import load_config  # noqa: E402
 from utils.convert import SOURCE_FORMATS, convert_checkpoint  # noqa: E402
 from utils.errors import UserError  # noqa: E402
+from utils.output_paths import prepare_outputs  # noqa: E402
 
 BEARPAW_COLOR = "rgb_bearpaw_mpii"  # bearpaw/pytorch-pose input normalisation (datasets/transforms.py)
 
@@ -44,6 +45,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "multi-branch), or hrnet (deep-high-resolution-net.pytorch's pose_hrnet_*.pth; a mask head is left at init)",
     )
     add_config_arguments(parser)
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
     parser.add_argument(
         "--unsafe-unpickle",
         action="store_true",
@@ -64,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
             "were trained on) is saved with the checkpoint; --set data.color=... chooses another"
         )
     try:
+        prepare_outputs([args.output], "OUT", inputs=[args.source], overwrite=args.overwrite)
         config_path = resolve_config_path(args.config)
         config = load_config(config_path, overrides)
         state = convert_checkpoint(

@@ -313,16 +313,83 @@ def validate_sections(config: ExperimentConfig, source: str | ConfigOrigin) -> N
         raise bad("train.weight_decay", train.weight_decay, "a finite number >= 0 (0 for no weight decay)")
     if not (math.isfinite(train.momentum) and 0 <= train.momentum < 1):
         raise bad("train.momentum", train.momentum, "in [0, 1) (e.g. 0.9)")
-    if not (math.isfinite(train.lr_factor) and train.lr_factor > 0):
-        raise bad("train.lr_factor", train.lr_factor, "a positive finite number (e.g. 0.1)")
+    if not (math.isfinite(train.lr_factor) and 0 < train.lr_factor <= 1):
+        raise bad(
+            "train.lr_factor",
+            train.lr_factor,
+            "in (0, 1]: the factor each step multiplies the rate by (e.g. 0.1)",
+        )
     if len(train.betas) != 2:
         raise bad("train.betas", train.betas, "two numbers [beta1, beta2] (e.g. [0.9, 0.999])")
     for index, beta in enumerate(train.betas):
         if not (math.isfinite(beta) and 0 <= beta < 1):
             raise bad(f"train.betas[{index}]", beta, "in [0, 1) (e.g. [0.9, 0.999])")
-    for index, step in enumerate(train.lr_steps):
-        if step < 0:
-            raise bad(f"train.lr_steps[{index}]", step, "an epoch number >= 0")
+    check_lr_steps(train, origin)
+    check_data_ranges(config.data, origin)
+
+
+def check_lr_steps(train: TrainConfig, origin: ConfigOrigin) -> None:
+    """Refuse lr_steps that are not strictly increasing epochs within the run (a later step never fires)."""
+    steps = train.lr_steps
+    for index, step in enumerate(steps):
+        key = f"train.lr_steps[{index}]"
+        if not 1 <= step < train.epochs:
+            epochs = f"train.epochs = {train.epochs}, from {origin.of('train.epochs')}"
+            raise ConfigError(
+                f"{origin.of(key)}: {key} must be an epoch from 1 to train.epochs - 1 ({epochs}), got {step}: a "
+                "step at or after the last epoch never lowers the rate; drop it (train.lr_steps=[] keeps the rate "
+                "constant) or give steps within the run",
+                key=key,
+            )
+        if index and step <= steps[index - 1]:
+            raise ConfigError(
+                f"{origin.of(key)}: train.lr_steps must be strictly increasing epochs (e.g. [90, 120]), got {steps}",
+                key=key,
+            )
+
+
+PROBABILITY = ("a probability in [0, 1]", lambda v: 0 <= v <= 1)
+DATA_NUMBERS: dict[str, tuple[str, typing.Callable[[float], bool]]] = {
+    "sigma": ("a positive finite number (the Gaussian's width in heatmap pixels, e.g. 2)", lambda v: v > 0),
+    "scale_factor": (
+        "in [0, 1): the scale augmentation's spread (e.g. 0.25; 0 for none)",
+        lambda v: 0 <= v < 1,
+    ),
+    "rotation_factor": ("a finite number of degrees >= 0 (e.g. 30; 0 for no rotation)", lambda v: v >= 0),
+    "rotation_prob": PROBABILITY,
+    "half_body_prob": PROBABILITY,
+    "det_score_threshold": PROBABILITY,
+    "oks_threshold": PROBABILITY,
+    "keypoint_score_threshold": PROBABILITY,
+}
+DATA_FLAGS = ("flip", "with_mask", "use_gt_boxes", "reduced_decode")
+
+
+def check_data_ranges(data: Mapping[str, Any], origin: ConfigOrigin) -> None:
+    """Range-check the data section's numbers, flags, sizes and colour at load time (its builder's keys only)."""
+    from datasets.registry import DATASETS, check_flag, check_subset, size_pair
+    from datasets.transforms import check_color
+
+    values = DATASETS.resolved(data)
+    for key, value in values.items():
+        dotted = f"data.{key}"
+        try:
+            if key in DATA_NUMBERS:
+                rule, ok = DATA_NUMBERS[key]
+                if isinstance(value, bool) or not isinstance(value, int | float):
+                    raise ConfigError(f"{dotted} must be a number, {rule}; got {value!r}", key=dotted)
+                if not (math.isfinite(value) and ok(value)):
+                    raise ConfigError(f"{dotted} must be {rule}; got {value!r}", key=dotted)
+            elif key in DATA_FLAGS:
+                check_flag(value, key)
+            elif key in ("input_size", "heatmap_size"):
+                size_pair(value, key)
+            elif key == "subset":
+                check_subset(value, "persons or images")
+            elif key == "color":
+                check_color(value)
+        except ConfigError as error:
+            raise origin.blame(error, dotted) from None
 
 
 def apply_override(raw: dict[str, Any], item: str) -> str:

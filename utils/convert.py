@@ -30,14 +30,19 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from utils.checkpoint import load_model_weights, strip_wrapper_prefixes
+from utils.checkpoint import (
+    CHECKPOINT_KINDS,
+    check_finite_weights,
+    load_model_weights,
+    strip_wrapper_prefixes,
+)
 from utils.errors import CheckpointError
 from utils.runtime import unwrap
 
 SOURCE_FORMATS = ("bearpaw", "okdhp", "fpd", "hrnet")  # hrnet: utils/convert_hrnet.py
 HOURGLASS_FORMATS = ("bearpaw", "okdhp", "fpd")
 FORMAT_LABELS = {"bearpaw": "a bearpaw", "fpd": "an FPD", "okdhp": "an official OKDHP"}
-PROJECT_KINDS = ("converted", "deploy", "train")
+PROJECT_KINDS = CHECKPOINT_KINDS  # the kinds load_checkpoint accepts
 CONTAINER_ENTRIES = ("state_dict", "best_state_dict")  # bearpaw / FPD / OKDHP checkpoint.pth dicts
 BATCH_COUNTER = "num_batches_tracked"  # absent from files saved by PyTorch < 0.4.1
 
@@ -570,6 +575,7 @@ def convert_checkpoint(
     source = Path(source)
     loaded = read_foreign_file(source, unsafe_unpickle)
     state, entry = extract_state_dict(loaded, str(source))
+    check_finite_weights(state, str(source))
     model = build_model(config.model)
     if source_format == "hrnet":
         from utils.convert_hrnet import convert_hrnet_state_dict, hrnet_architecture

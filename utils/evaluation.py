@@ -16,8 +16,8 @@ from utils.config import ExperimentConfig, config_with_overrides, load_config
 from utils.engine import evaluate_heads, predict
 from utils.errors import ConfigError
 from utils.model_checks import check_input_size, model_section_for
+from utils.output_paths import prepare_outputs
 from utils.predictor import Predictor
-from utils.run_folder import make_folder
 from utils.runtime import runtime_from_config
 from utils.training import make_loader
 
@@ -37,19 +37,21 @@ def evaluate_checkpoint(
     output_dir: Path | None = None,
     vis: int = 0,
     workers: int | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Print the table of every head and return them ({head: table}, or the table itself for one network).
 
     The config comes from ``config_path`` or, without one, from the checkpoint itself. A ``deploy.pth`` (or a
     converted file) carries the model section of its network, so any config of the same dataset evaluates
     it; the input pipeline (input and heatmap size, sigma, colour) is always the one the network was trained
-    with, and a config that says otherwise gets a warning naming the differences.
+    with, and a config that says otherwise gets a warning naming the differences. An earlier evaluation in
+    ``output_dir`` (its ``tables.json``) is replaced only with ``overwrite``.
     """
     state = load_checkpoint(checkpoint)
     config = checkpoint_config(state, checkpoint, config_path, overrides or [])
     data = _pipeline_of_checkpoint(state, config)
     output_dir = output_dir or checkpoint.parent / f"eval_{checkpoint.stem}"
-    make_folder(output_dir, "--output-dir")
+    prepare_outputs([output_dir / "tables.json"], "--output-dir", inputs=[checkpoint], overwrite=overwrite)
 
     skeleton = skeleton_of(data)
     codec = build_codec(data)
