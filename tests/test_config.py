@@ -189,6 +189,19 @@ def test_steps_past_a_shortened_run_name_both_origins() -> None:
     assert "train.epochs = 4, from --set train.epochs=4" in message and "got 8" in message
 
 
+def test_a_checkpoints_saved_config_is_not_refused_for_its_schedule() -> None:
+    from utils.config import config_from_dict, read_raw_config
+
+    raw = read_raw_config(EXPERIMENTS / "mpii" / "demo.yaml")
+    raw["train"]["epochs"] = 4  # as an older shortened run saved it: its step at epoch 8 never fired
+    with pytest.raises(ConfigError, match="train.lr_steps"):
+        config_from_dict(raw)
+    assert config_from_dict(raw, schedule=False).train.lr_steps == [8]  # evaluate, demo, export read it
+    raw["data"]["sigma"] = -1.0  # the pipeline is still checked
+    with pytest.raises(ConfigError, match="data.sigma"):
+        config_from_dict(raw, schedule=False)
+
+
 def test_a_bad_data_value_in_the_file_stops_training_with_exit_2(tmp_path: Path, capsys) -> None:
     from utils.cli import run_cli, train_main
 

@@ -162,9 +162,12 @@ def load_config(path: str | Path, overrides: Iterable[str] = ()) -> ExperimentCo
 
 
 def config_with_overrides(
-    raw: Mapping[str, Any], overrides: Iterable[str], source: str = "<dict>"
+    raw: Mapping[str, Any], overrides: Iterable[str], source: str = "<dict>", *, schedule: bool = True
 ) -> ExperimentConfig:
-    """Apply ``--set`` overrides to a raw config mapping and validate it; errors name the override or the source."""
+    """Apply ``--set`` overrides to a raw config mapping and validate it; errors name the override or the source.
+
+    ``schedule=False`` skips ``check_schedule``: for a checkpoint's saved config, read for its pipeline only.
+    """
     raw = copy.deepcopy(dict(raw))
     origins: dict[str, str] = {}
     for item in overrides:
@@ -175,7 +178,7 @@ def config_with_overrides(
         for key in created:  # sections the override created (e.g. 'tset' of tset.flip) are its doing too
             origins[key] = item.strip()
         origins[dotted] = item.strip()
-    return config_from_dict(raw, source=ConfigOrigin(source, origins))
+    return config_from_dict(raw, source=ConfigOrigin(source, origins), schedule=schedule)
 
 
 def _missing_keys(raw: Mapping[str, Any], keys: list[str]) -> list[str]:
@@ -203,7 +206,9 @@ def default_experiment_name(path: Path) -> str:
     return "_".join(relative.with_suffix("").parts)
 
 
-def config_from_dict(raw: Mapping[str, Any], source: str | ConfigOrigin = "<dict>") -> ExperimentConfig:
+def config_from_dict(
+    raw: Mapping[str, Any], source: str | ConfigOrigin = "<dict>", *, schedule: bool = True
+) -> ExperimentConfig:
     """Validate a plain mapping (e.g. a checkpoint's saved config) into an ExperimentConfig."""
     origin = source if isinstance(source, ConfigOrigin) else ConfigOrigin(source)
     raw = copy.deepcopy(dict(raw))
@@ -234,7 +239,7 @@ def config_from_dict(raw: Mapping[str, Any], source: str | ConfigOrigin = "<dict
         seed=_typed(raw.get("seed", 0), int, "seed", origin),
         description=_typed(raw.get("description", ""), str, "description", origin),
     )
-    validate_sections(config, origin)
+    validate_sections(config, origin, schedule=schedule)
     config.origin = origin
     return config
 
@@ -259,8 +264,11 @@ def _teachers_from(values: Any, origin: ConfigOrigin) -> dict[str, TeacherConfig
     return teachers
 
 
-def validate_sections(config: ExperimentConfig, source: str | ConfigOrigin) -> None:
-    """Check the registry-backed sections, the enumerated values and the ranges of the numbers."""
+def validate_sections(config: ExperimentConfig, source: str | ConfigOrigin, schedule: bool = True) -> None:
+    """Check the registry-backed sections, the enumerated values and the ranges of the numbers.
+
+    ``schedule`` adds ``check_schedule`` (the learning-rate steps against the epochs): what only training needs.
+    """
     from datasets.registry import DATASETS, ENTRY_POINT_ARGS
     from losses.registry import LOSSES
     from models.registry import MODELS
@@ -313,23 +321,32 @@ def validate_sections(config: ExperimentConfig, source: str | ConfigOrigin) -> N
         raise bad("train.weight_decay", train.weight_decay, "a finite number >= 0 (0 for no weight decay)")
     if not (math.isfinite(train.momentum) and 0 <= train.momentum < 1):
         raise bad("train.momentum", train.momentum, "in [0, 1) (e.g. 0.9)")
-    if not (math.isfinite(train.lr_factor) and 0 < train.lr_factor <= 1):
-        raise bad(
-            "train.lr_factor",
-            train.lr_factor,
-            "in (0, 1]: the factor each step multiplies the rate by (e.g. 0.1)",
-        )
+    if not (math.isfinite(train.lr_factor) and train.lr_factor > 0):
+        raise bad("train.lr_factor", train.lr_factor, "a positive finite number (e.g. 0.1)")
     if len(train.betas) != 2:
         raise bad("train.betas", train.betas, "two numbers [beta1, beta2] (e.g. [0.9, 0.999])")
     for index, beta in enumerate(train.betas):
         if not (math.isfinite(beta) and 0 <= beta < 1):
             raise bad(f"train.betas[{index}]", beta, "in [0, 1) (e.g. [0.9, 0.999])")
-    check_lr_steps(train, origin)
+    for index, step in enumerate(train.lr_steps):
+        if step < 0:
+            raise bad(f"train.lr_steps[{index}]", step, "an epoch number >= 0")
+    if schedule:
+        check_schedule(train, origin)
     check_data_ranges(config.data, origin)
 
 
-def check_lr_steps(train: TrainConfig, origin: ConfigOrigin) -> None:
-    """Refuse lr_steps that are not strictly increasing epochs within the run (a later step never fires)."""
+def check_schedule(train: TrainConfig, origin: ConfigOrigin) -> None:
+    """Refuse an lr_factor above 1 and lr_steps that are not strictly increasing epochs within the run.
+
+    A step at or after the last epoch never fires; a checkpoint's saved config skips this (older runs).
+    """
+    if train.lr_factor > 1:
+        raise ConfigError(
+            f"{origin.of('train.lr_factor')}: train.lr_factor must be in (0, 1]: the factor each step "
+            f"multiplies the rate by (e.g. 0.1), got {train.lr_factor!r}",
+            key="train.lr_factor",
+        )
     steps = train.lr_steps
     for index, step in enumerate(steps):
         key = f"train.lr_steps[{index}]"

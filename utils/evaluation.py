@@ -106,7 +106,9 @@ def checkpoint_config(
         return load_config(config_path, overrides)
     if "config" not in state:
         raise ConfigError(f"{checkpoint} carries no config: pass --config")
-    return config_with_overrides(dict(state["config"]), overrides, source=f"config saved in {checkpoint}")
+    return config_with_overrides(
+        dict(state["config"]), overrides, source=f"config saved in {checkpoint}", schedule=False
+    )
 
 
 def _pipeline_of_checkpoint(state: dict[str, Any], config: ExperimentConfig) -> dict[str, Any]:

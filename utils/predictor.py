@@ -132,7 +132,7 @@ def model_and_pipeline(state: dict[str, Any], source: str) -> tuple[nn.Module, d
     from models.registry import build_model
     from utils.config import config_from_dict
 
-    config = config_from_dict(state["config"], source=f"config saved in {source}")
+    config = config_from_dict(state["config"], source=f"config saved in {source}", schedule=False)
     model = build_model(state.get("model_config") or config.model)
     codec = HeatmapCodec.from_dict(state["codec"]) if "codec" in state else build_codec(config.data)
     pipeline = {
