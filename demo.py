@@ -39,6 +39,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--out", type=Path, default=Path("output/demo"), help="output folder (default output/demo)"
     )
     parser.add_argument(
+        "--overwrite", action="store_true", help="replace the results of an earlier run in --out"
+    )
+    parser.add_argument(
         "--head", help="branch of a multi-branch checkpoint (branch0, ...) or 'ensemble' (PyTorch only)"
     )
     parser.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None, help="flip test")
@@ -60,6 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         head=args.head,
         flip=args.flip,
         device=args.device,
+        overwrite=args.overwrite,
     )
     return 0
 

@@ -27,7 +27,7 @@ fi
 
 if ! "$PYTHON" -c "import torch, torchvision, cv2, yaml, h5py, scipy, tqdm, matplotlib, pycocotools" 2>/dev/null; then
     echo "error: the requirements are not installed for $PYTHON. Run:" >&2
-    echo "  $PYTHON -m venv .venv && . .venv/bin/activate && pip install -r requirements.txt" >&2
+    echo "  $PYTHON -m venv .venv && . .venv/bin/activate && pip install -r requirements.txt -c constraints.txt" >&2
     echo "(CPU only? install the CPU build of torch first: see 'Two commands' in README.md)" >&2
     exit 2
 fi
@@ -69,4 +69,5 @@ echo "== training $config -> $output"
 "$PYTHON" "$trainer" --config "$config" --output-dir "$output" "${data_args[@]}" "${extra_args[@]}" "$@"
 
 echo "== evaluating the extracted deployable network $output/deploy.pth"
-"$PYTHON" evaluate.py --config "$config" --checkpoint "$output/deploy.pth" "${data_args[@]}"
+# --overwrite: the run just (re)wrote deploy.pth, so an evaluation of an earlier deploy.pth is out of date
+"$PYTHON" evaluate.py --config "$config" --checkpoint "$output/deploy.pth" "${data_args[@]}" --overwrite

@@ -115,6 +115,9 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
         "--vis", type=int, default=0, metavar="N", help="draw predictions on the first N images"
     )
     ckpt.add_argument("--workers", type=int, default=None, help="data loader workers")
+    ckpt.add_argument(
+        "--overwrite", action="store_true", help="replace an earlier evaluation in --output-dir"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     args = parser.parse_args(argv)
 
@@ -146,6 +149,7 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
             output_dir=Path(args.output_dir) if args.output_dir else None,
             vis=args.vis,
             workers=args.workers,
+            overwrite=args.overwrite,
         )
     else:
         parser.error("give --preds/--gt, --results/--ann, or --checkpoint [--config]")

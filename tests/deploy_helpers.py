@@ -48,7 +48,7 @@ def tiny_okdhp_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
             },
             "data": {"name": "mpii", "root": str(root), **TINY_SIZES},
             "loss": {"name": "okdhp", "rampup_epochs": 1},
-            "train": {"epochs": 1, "batch_size": 4, "lr": 2e-3, "lr_steps": [5]},
+            "train": {"epochs": 1, "batch_size": 4, "lr": 2e-3, "lr_steps": []},
             "runtime": {"workers": 0, "device": "cpu"},
             "test": {"batch_size": 8},
         }  # fmt: skip
@@ -104,6 +104,15 @@ def random_deploy_checkpoint(section: dict[str, Any], data: dict[str, Any], path
     }
     save_checkpoint(state, path)
     return path
+
+
+def with_nan_weight(checkpoint: Path, path: Path) -> tuple[Path, str]:
+    """A copy of a checkpoint whose first floating-point weight holds a NaN; returns it and that weight's name."""
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    name = next(key for key, value in state["model"].items() if value.is_floating_point())
+    state["model"][name].view(-1)[0] = float("nan")
+    save_checkpoint(state, path)
+    return path, name
 
 
 def coco_data_section(coco_data: Path, **sizes: Any) -> dict[str, Any]:

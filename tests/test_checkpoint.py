@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -114,3 +115,56 @@ def test_other_model_still_refused_and_duplicates_named() -> None:
     doubled = {**state, **{f"module.{k}": v for k, v in state.items()}}
     with pytest.raises(CheckpointError, match="twice"):
         load_model_weights(small_model(), doubled, "doubled.pth")
+
+
+def test_non_finite_weights_are_refused_naming_the_tensor_and_the_file(tmp_path: Path) -> None:
+    state = small_model().state_dict()
+    state["1.running_var"][2] = float("nan")
+    state["2.weight"][0] = float("inf")
+    path = tmp_path / "diverged.pth"
+    save_checkpoint({"kind": "deploy", "model": state}, path)
+    with pytest.raises(CheckpointError) as caught:
+        load_checkpoint(path)
+    message = str(caught.value)
+    assert message.startswith(f"checkpoint {path}: weight '1.running_var' holds 1 non-finite value")
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (
+            {"kind": "foo"},
+            "has kind 'foo', which this project does not write (known: converted, deploy, train)",
+        ),
+        ({"codec": None}, "its 'codec' entry is None, not {input_size"),
+        ({"codec": {"input_size": [64, 64], "heatmap_size": [16], "sigma": 1.0}}, "its 'codec' entry is {"),
+        (
+            {"codec": {"input_size": [64, 64], "heatmap_size": [16, 16], "sigma": float("nan")}},
+            "'codec' entry",
+        ),
+    ],
+)
+def test_unknown_kind_and_malformed_codec_are_refused(tmp_path: Path, extra: dict, expected: str) -> None:
+    path = tmp_path / "odd.pth"
+    save_checkpoint({"kind": "deploy", "model": small_model().state_dict(), **extra}, path)
+    with pytest.raises(CheckpointError, match=re.escape(expected)):
+        load_checkpoint(path)
+
+
+def test_a_checkpoint_without_kind_still_loads(tmp_path: Path) -> None:
+    path = tmp_path / "older.pth"
+    save_checkpoint({"model": small_model().state_dict()}, path)
+    assert "0.weight" in load_checkpoint(path)["model"]
+
+
+def test_evaluate_refuses_a_null_codec_in_one_paragraph(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    path = tmp_path / "deploy.pth"
+    save_checkpoint({"kind": "deploy", "model": small_model().state_dict(), "codec": None}, path)
+    assert run_cli(evaluate_main, ["--checkpoint", str(path)]) == 2
+    stderr = capsys.readouterr().err
+    assert (
+        stderr.startswith(f"error: checkpoint {path}: its 'codec' entry is None") and stderr.count("\n") == 1
+    )

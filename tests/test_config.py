@@ -62,7 +62,9 @@ def test_misspelt_key_names_the_closest_valid_key(override: str, closest: str) -
 
 
 def test_overrides_are_typed() -> None:
-    config = load_config(EXPERIMENTS / "mpii" / "hg4_baseline.yaml", ["train.lr=1e-3", "train.epochs=3"])
+    config = load_config(
+        EXPERIMENTS / "mpii" / "hg4_baseline.yaml", ["train.lr=1e-3", "train.epochs=3", "train.lr_steps=[2]"]
+    )
     assert config.train.lr == pytest.approx(1e-3) and config.train.epochs == 3
     with pytest.raises(ConfigError, match="train.epochs must be int"):
         load_config(EXPERIMENTS / "mpii" / "hg4_baseline.yaml", ["train.epochs=three"])
@@ -89,7 +91,9 @@ def test_unknown_model_name_and_missing_file() -> None:
 
 
 def test_saved_config_round_trips(tmp_path: Path) -> None:
-    config = load_config(EXPERIMENTS / "mpii" / "hg4_okdhp_released.yaml", ["train.epochs=2"])
+    config = load_config(
+        EXPERIMENTS / "mpii" / "hg4_okdhp_released.yaml", ["train.epochs=2", "train.lr_steps=[1]"]
+    )
     save_config(config, tmp_path / "config.yaml")
     again = load_config(tmp_path / "config.yaml")
     assert again == config
@@ -138,6 +142,76 @@ def test_out_of_range_values_name_the_key_and_the_value(override: str, shown: st
     message = str(caught.value)
     assert message.startswith(f"--set {override}: {key}") and f"got {shown}" in message
     assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("override", "shown"),
+    [
+        ("data.sigma=-1", "-1"),
+        ("data.sigma=0", "0"),
+        ("data.scale_factor=.nan", "nan"),
+        ("data.scale_factor=1.5", "1.5"),
+        ("data.rotation_factor=-30", "-30"),
+        ("data.rotation_factor=.inf", "inf"),
+        ("data.rotation_prob=1.2", "1.2"),
+        ("data.rotation_prob=abc", "'abc'"),
+        ("data.flip=yes please", "'yes please'"),
+        ("data.input_size=[256, 0]", "[256, 0]"),
+        ("data.color=rgb", "'rgb'"),
+        ("train.lr_factor=2", "2.0"),
+        ("train.lr_steps=[5, 2]", "[5, 2]"),
+        ("train.lr_steps=[90, 90]", "[90, 90]"),
+        ("train.lr_steps=[90, 150]", "150"),
+        ("train.lr_steps=[0]", "0"),
+    ],
+)
+def test_data_and_train_ranges_are_checked_at_load_time(override: str, shown: str) -> None:
+    key = override.split("=")[0]
+    with pytest.raises(ConfigError) as caught:
+        load_config(BASELINE, [override])
+    message = str(caught.value)
+    assert message.startswith(f"--set {override}: {key}") and "\n" not in message
+    assert f"got {shown}" in message or f"unknown colour mode {shown}" in message
+
+
+def test_coco_probabilities_and_thresholds_are_checked() -> None:
+    coco = EXPERIMENTS / "coco" / "hg2_baseline.yaml"
+    for key in ("half_body_prob", "oks_threshold", "keypoint_score_threshold", "det_score_threshold"):
+        with pytest.raises(ConfigError, match=rf"^--set data.{key}=-0.5: data.{key} must be a probability"):
+            load_config(coco, [f"data.{key}=-0.5"])
+
+
+def test_steps_past_a_shortened_run_name_both_origins() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(EXPERIMENTS / "mpii" / "demo.yaml", ["train.epochs=4"])
+    message = str(caught.value)
+    assert message.startswith(f"{EXPERIMENTS / 'mpii' / 'demo.yaml'}: train.lr_steps[0] must be an epoch")
+    assert "train.epochs = 4, from --set train.epochs=4" in message and "got 8" in message
+
+
+def test_a_checkpoints_saved_config_is_not_refused_for_its_schedule() -> None:
+    from engine.experiment.config import config_from_dict, read_raw_config
+
+    raw = read_raw_config(EXPERIMENTS / "mpii" / "demo.yaml")
+    raw["train"]["epochs"] = 4  # as an older shortened run saved it: its step at epoch 8 never fired
+    with pytest.raises(ConfigError, match="train.lr_steps"):
+        config_from_dict(raw)
+    assert config_from_dict(raw, schedule=False).train.lr_steps == [8]  # evaluate, demo, export read it
+    raw["data"]["sigma"] = -1.0  # the pipeline is still checked
+    with pytest.raises(ConfigError, match="data.sigma"):
+        config_from_dict(raw, schedule=False)
+
+
+def test_a_bad_data_value_in_the_file_stops_training_with_exit_2(tmp_path: Path, capsys) -> None:
+    from engine.cli import run_cli, train_main
+
+    path = write_child(tmp_path, "data:\n  sigma: -1\n")
+    code = run_cli(
+        lambda argv: train_main("mpii", argv), ["--config", str(path), "--output-dir", str(tmp_path / "run")]
+    )
+    stderr = capsys.readouterr().err
+    assert code == 2 and stderr.startswith(f"error: {path}: data.sigma must be a positive finite number")
+    assert not (tmp_path / "run").exists()
 
 
 def write_child(tmp_path: Path, text: str) -> Path:

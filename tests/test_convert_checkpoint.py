@@ -335,3 +335,31 @@ def test_load_init_weights_strips_prefixes_and_refuses_other_models(tmp_path, im
     torch.save(their_state(model, bearpaw_name), tmp_path / "foreign.pth")
     with pytest.raises(CheckpointError, match="tools/convert_checkpoint.py"):
         load_init_weights(fresh, tmp_path / "foreign.pth")
+
+
+def test_out_never_replaces_src_and_replaces_a_file_only_with_overwrite(tmp_path, capsys) -> None:
+    source = tmp_path / "hg2.pth"
+    torch.save(
+        their_state(build_model({"name": "hourglass", "num_stacks": 2, **SMALL}), bearpaw_name), source
+    )
+    before = source.read_bytes()
+    args = ["--from", "fpd", "--config", "mpii/hg2_baseline", *SMALL_SETS]
+    assert main([str(source), str(source), *args, "--overwrite"]) == 2
+    assert f"would replace the input file {source}" in error_line(capsys)
+    assert source.read_bytes() == before
+    out = tmp_path / "converted.pth"
+    out.write_text("an earlier result")
+    assert convert(tmp_path, source, "fpd", "mpii/hg2_baseline", *SMALL_SETS)[0] == 2
+    assert f"{out} already exists" in error_line(capsys) and out.read_text() == "an earlier result"
+    assert convert(tmp_path, source, "fpd", "mpii/hg2_baseline", *SMALL_SETS, "--overwrite")[0] == 0
+    assert load_checkpoint(out)["kind"] == "converted"
+
+
+def test_a_source_with_nan_weights_is_refused(tmp_path, capsys) -> None:
+    state = their_state(build_model({"name": "hourglass", "num_stacks": 2, **SMALL}), bearpaw_name)
+    name = next(key for key, value in state.items() if value.is_floating_point())
+    state[name].view(-1)[0] = float("nan")
+    torch.save(state, tmp_path / "nan.pth")
+    code, out = convert(tmp_path, tmp_path / "nan.pth", "fpd", "mpii/hg2_baseline", *SMALL_SETS)
+    assert code == 2 and f"weight '{name}' holds 1 non-finite value" in error_line(capsys)
+    assert not out.exists()

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from torch.utils.data import DataLoader
@@ -26,6 +27,7 @@ from tests.deploy_helpers import (
     mpii_data_section,
     random_deploy_checkpoint,
     tiny_okdhp_run,
+    with_nan_weight,
 )
 from tests.test_export import assert_one_paragraph
 from tools.export import main as export_main
@@ -82,7 +84,7 @@ def plain_keypoints(folder: Path, dataset) -> np.ndarray:
     """The keypoints (N, J, 3) of the demo's plain JSON files, in the dataset's person order."""
     rows, seen = [], {}
     for record in dataset.records:
-        document = json.loads((folder / f"{record.image.stem}.json").read_text())
+        document = json.loads((folder / f"{record.image.name}.json").read_text())
         index = seen.get(record.image.name, 0)
         seen[record.image.name] = index + 1
         rows.append(document["persons"][index]["keypoints"])
@@ -100,12 +102,8 @@ def test_mpii_sample_with_ground_truth_boxes(run_dir, mpii_data, tmp_path, capsy
     )
     assert code == 0, stderr
     images = sorted(p.name for p in (mpii_data / "images").glob("*.jpg"))
-    assert sorted(p.name for p in (tmp_path / "pt").glob("*.png")) == [
-        n.replace(".jpg", ".png") for n in images
-    ]
-    assert sorted(p.name for p in (tmp_path / "pt").glob("*.json")) == [
-        n.replace(".jpg", ".json") for n in images
-    ]
+    assert sorted(p.name for p in (tmp_path / "pt").glob("*.png")) == [f"{n}.png" for n in images]
+    assert sorted(p.name for p in (tmp_path / "pt").glob("*.json")) == [f"{n}.json" for n in images]
     torch_points = plain_keypoints(tmp_path / "pt", dataset)
     np.testing.assert_allclose(torch_points[..., :2], preds, atol=SAME)
     np.testing.assert_allclose(torch_points[..., 2], scores, atol=1e-6)
@@ -173,7 +171,7 @@ def test_coco_sample_with_ground_truth_boxes(coco_checkpoint, coco_data, tmp_pat
         [r["keypoints"] for r in results], [e["keypoints"] for e in expected], atol=SAME
     )
     np.testing.assert_allclose([r["score"] for r in results], [e["score"] for e in expected], atol=1e-6)
-    per_image = json.loads((tmp_path / "pt" / "000000000785.json").read_text())
+    per_image = json.loads((tmp_path / "pt" / "000000000785.jpg.json").read_text())
     assert (
         per_image == [r for r in results if r["image_id"] == 785]
         and len(per_image[0]["keypoints"]) == 3 * COCO.num_joints
@@ -225,7 +223,7 @@ def test_detections_whole_image_and_ensemble(
         capsys, image, "--checkpoint", run_dir / "best.pth", "--head", "ensemble", "--out", tmp_path / "whole"
     )
     assert code == 0, stderr
-    person = json.loads((tmp_path / "whole" / f"{image.stem}.json").read_text())["persons"]
+    person = json.loads((tmp_path / "whole" / f"{image.name}.json").read_text())["persons"]
     assert len(person) == 1 and person[0]["box"][:2] == [0.0, 0.0]
     from datasets.transforms import read_image
     from engine.inference.predictor import box_crop
@@ -256,3 +254,70 @@ def test_bad_inputs_give_one_paragraph(run_dir, mpii_data, tmp_path, capsys, mon
     (tmp_path / "x.json").write_text(json.dumps({"format": "okdhp-pose-onnx/1"}))
     code, _, stderr = demo(capsys, image, "--onnx", tmp_path / "x.onnx", "--out", tmp_path / "o")
     assert_one_paragraph(code, stderr, "'onnxruntime'", "requirements-export.txt")
+
+
+def small_copy(source: Path, target: Path) -> bytes:
+    """A 96x54 copy of a real image in ``target``'s format; returns its bytes."""
+    image = cv2.resize(cv2.imread(str(source)), (96, 54), interpolation=cv2.INTER_AREA)
+    assert cv2.imwrite(str(target), image)
+    return target.read_bytes()
+
+
+def test_results_written_into_the_input_folder_keep_the_inputs(run_dir, mpii_data, tmp_path, capsys) -> None:
+    sample = sorted((mpii_data / "images").glob("*.jpg"))
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    inputs = {
+        name: small_copy(sample[i % 2], folder / name) for i, name in enumerate(["p.jpg", "p.png", "q.png"])
+    }
+    deploy = run_dir / "deploy.pth"
+
+    code, _, stderr = demo(capsys, folder, "--checkpoint", deploy, "--out", folder)
+    assert code == 0, stderr
+    assert {name: (folder / name).read_bytes() for name in inputs} == inputs  # byte-identical
+    written = sorted(p.name for p in folder.iterdir() if p.name not in inputs)
+    assert written == sorted(f"{name}.{kind}" for name in inputs for kind in ("png", "json"))
+    assert json.loads((folder / "p.jpg.json").read_text())["image"] == "p.jpg"  # two results for p
+    assert json.loads((folder / "p.png.json").read_text())["image"] == "p.png"
+
+    # Again into the same folder: its results are now inputs too (p.png.png is an image), never replaced.
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    for extra in ([], ["--overwrite"]):
+        code, _, stderr = demo(capsys, folder, "--checkpoint", deploy, "--out", folder, *extra)
+        assert_one_paragraph(code, stderr, "would replace the input file", "never replaced")
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+
+    code, _, stderr = demo(capsys, folder / "p.jpg", "--checkpoint", deploy, "--out", folder)
+    assert_one_paragraph(code, stderr, f"{folder / 'p.jpg.png'} and 1 more already exist", "--overwrite")
+    code, _, stderr = demo(capsys, folder / "p.jpg", "--checkpoint", deploy, "--out", folder, "--overwrite")
+    assert code == 0, stderr
+    assert (folder / "p.jpg").read_bytes() == inputs["p.jpg"]
+
+
+def test_bad_outputs_and_values_give_one_paragraph(run_dir, mpii_data, tmp_path, capsys, monkeypatch) -> None:
+    deploy, image = run_dir / "deploy.pth", sorted((mpii_data / "images").glob("*.jpg"))[0]
+    checkpoint, weight = with_nan_weight(deploy, tmp_path / "diverged.pth")
+    code, _, stderr = demo(capsys, image, "--checkpoint", checkpoint, "--out", tmp_path / "nan")
+    assert_one_paragraph(code, stderr, f"checkpoint {checkpoint}: weight '{weight}'", "non-finite")
+
+    a_file = tmp_path / "results.txt"
+    a_file.write_text("keep")
+    code, _, stderr = demo(capsys, image, "--checkpoint", deploy, "--out", a_file)
+    assert_one_paragraph(code, stderr, f"cannot create the output folder {a_file}", "is a file")
+    assert a_file.read_text() == "keep"
+
+    monkeypatch.setattr("utils.output_paths.writable", lambda folder: False)  # a read-only filesystem
+    code, _, stderr = demo(capsys, image, "--checkpoint", deploy, "--out", tmp_path / "ro")
+    assert_one_paragraph(code, stderr, "is not writable", "--out")
+    monkeypatch.undo()
+
+    for value in ("nan", "inf", "-0.1", "1.5"):
+        code, _, stderr = demo(
+            capsys, image, "--checkpoint", deploy, "--detections", "dets.json", "--score-threshold", value
+        )
+        assert_one_paragraph(code, stderr, f"--score-threshold {float(value)}", "from 0 to 1")
+
+    boxes = tmp_path / "boxes.json"
+    boxes.write_text(json.dumps({image.name: [[0, 0, 1e15, 1e15]]}))
+    code, _, stderr = demo(capsys, image, "--checkpoint", deploy, "--boxes", boxes, "--out", tmp_path / "big")
+    assert_one_paragraph(code, stderr, "more than 100 times the 1280x720 image", image.name)

@@ -51,7 +51,7 @@ def write_config(folder: Path, root: Path, teacher: Path, end: float = 0.5) -> P
         },
         "loss": {"name": "fpd", "alpha": 0.5},
         "teachers": {"teacher": {"checkpoint": str(teacher), "end": end}},
-        "train": {"epochs": 2, "batch_size": 4, "lr": 1e-3, "lr_steps": [5]},
+        "train": {"epochs": 2, "batch_size": 4, "lr": 1e-3, "lr_steps": []},
         "runtime": {"workers": 0, "deterministic": True, "device": "cpu"},
         "test": {"batch_size": 8},
     }

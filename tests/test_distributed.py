@@ -68,7 +68,7 @@ def tiny_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "sigma": 1.0,
         },
         "loss": {"name": "okdhp", "rampup_epochs": 2},
-        "train": {"epochs": 1, "batch_size": 4, "lr": 1e-3, "optimizer": "sgd", "lr_steps": [5]},
+        "train": {"epochs": 1, "batch_size": 4, "lr": 1e-3, "optimizer": "sgd", "lr_steps": []},
         "runtime": {"workers": 0, "deterministic": True, "device": "cpu", "sync_batchnorm": True},
         "test": {"batch_size": 1},
     }

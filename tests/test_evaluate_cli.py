@@ -52,3 +52,40 @@ def test_modes_must_come_in_pairs() -> None:
     assert result.returncode == 2 and "--preds and --gt go together" in result.stderr
     result = run_evaluate()
     assert result.returncode == 2 and "--checkpoint" in result.stderr
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.deploy_helpers import tiny_okdhp_run
+
+    return tiny_okdhp_run(tmp_path_factory)
+
+
+def evaluate_in_process(capsys: pytest.CaptureFixture, *args: object) -> tuple[int, str]:
+    from engine.cli import evaluate_main, run_cli
+
+    code = run_cli(evaluate_main, [str(a) for a in args])
+    return code, capsys.readouterr().err
+
+
+def test_nan_weights_are_refused_not_scored(run_dir: Path, tmp_path: Path, capsys) -> None:
+    from tests.deploy_helpers import with_nan_weight
+    from tests.test_export import assert_one_paragraph
+
+    checkpoint, weight = with_nan_weight(run_dir / "deploy.pth", tmp_path / "deploy.pth")
+    code, stderr = evaluate_in_process(capsys, "--checkpoint", checkpoint)
+    assert_one_paragraph(code, stderr, f"checkpoint {checkpoint}: weight '{weight}'", "NaN")
+    assert not (tmp_path / "eval_deploy").exists()
+
+
+def test_an_earlier_evaluation_is_replaced_only_with_overwrite(run_dir: Path, tmp_path: Path, capsys) -> None:
+    from tests.test_export import assert_one_paragraph
+
+    out = tmp_path / "eval"
+    args = ["--checkpoint", run_dir / "deploy.pth", "--output-dir", out, "--set", "test.flip=false"]
+    assert evaluate_in_process(capsys, *args)[0] == 0
+    tables = (out / "tables.json").read_text()
+    code, stderr = evaluate_in_process(capsys, *args)
+    assert_one_paragraph(code, stderr, f"{out / 'tables.json'} already exists", "--overwrite")
+    assert evaluate_in_process(capsys, *args, "--overwrite")[0] == 0
+    assert (out / "tables.json").read_text() == tables

@@ -23,8 +23,10 @@ from tests.deploy_helpers import (
     mpii_data_section,
     random_deploy_checkpoint,
     tiny_okdhp_run,
+    with_nan_weight,
 )
 from tools.export import main as export_main
+from tools.standalone_pose import main as standalone_main
 from utils.checkpoint import load_checkpoint
 
 pytest.importorskip("onnxruntime")
@@ -189,6 +191,35 @@ def test_a_difference_above_the_tolerance_fails(run_dir, tmp_path, capsys, monke
     code, _, stderr = export(capsys, run_dir / "deploy.pth", "--onnx", tmp_path / "x.onnx")
     assert_one_paragraph(code, stderr, "differ from PyTorch's", "no sidecar JSON")
     assert not (tmp_path / "x.json").exists()
+
+
+def test_nan_weights_are_refused_before_any_file_is_written(run_dir, tmp_path, capsys) -> None:
+    checkpoint, weight = with_nan_weight(run_dir / "deploy.pth", tmp_path / "diverged.pth")
+    code, _, stderr = export(capsys, checkpoint, "--onnx", tmp_path / "x.onnx")
+    assert_one_paragraph(code, stderr, f"checkpoint {checkpoint}: weight '{weight}'", "non-finite")
+    assert not (tmp_path / "x.onnx").exists()
+
+
+def test_output_paths_are_checked_before_the_export(run_dir, tmp_path, capsys) -> None:
+    a_file = tmp_path / "models"
+    a_file.write_text("keep")
+    code, _, stderr = export(capsys, run_dir / "deploy.pth", "--onnx", a_file / "sub" / "x.onnx")
+    assert_one_paragraph(code, stderr, f"cannot create the output folder {a_file / 'sub'}", "is a file")
+    assert a_file.read_text() == "keep"
+
+    (tmp_path / "x.json").write_text("an earlier sidecar")
+    code, _, stderr = export(capsys, run_dir / "deploy.pth", "--onnx", tmp_path / "x.onnx")
+    assert_one_paragraph(code, stderr, f"{tmp_path / 'x.json'} already exists", "--overwrite")
+    assert (tmp_path / "x.json").read_text() == "an earlier sidecar"
+
+
+def test_standalone_script_on_a_truncated_onnx_file(tmp_path, mpii_data, capsys) -> None:
+    onnx = tmp_path / "cut.onnx"
+    onnx.write_bytes(b"\x08\x07\x12\x07pytorch\x3a\xff\xff\x01")  # a model proto whose graph is cut off
+    onnx.with_suffix(".json").write_text("{}")
+    image = sorted((mpii_data / "images").glob("*.jpg"))[0]
+    code = standalone_main([str(onnx), str(image)])
+    assert_one_paragraph(code, capsys.readouterr().err, f"onnxruntime cannot load {onnx}", "export it again")
 
 
 @pytest.mark.parametrize("color", COLOR_MODES)

@@ -68,3 +68,15 @@ def test_fau_weights_of_a_multi_branch_mobile_net_read_the_encoder() -> None:
     assert weights.shape == (2, 3, 16)
     torch.testing.assert_close(weights, expected)
     torch.testing.assert_close(weights.sum(dim=1), torch.ones(2, 16))
+
+
+def test_earlier_pictures_are_replaced_only_with_overwrite(run_dir, tmp_path, capsys) -> None:
+    (tmp_path / "fau_weights.png").write_text("an earlier picture")
+    code = run_cli(inspect_main, [str(run_dir / "best.pth"), "--out", str(tmp_path), "--images", "1"])
+    assert_one_paragraph(code, capsys.readouterr().err, f"{tmp_path / 'fau_weights.png'} already exists")
+    assert (tmp_path / "fau_weights.png").read_text() == "an earlier picture"
+    code = run_cli(
+        inspect_main, [str(run_dir / "best.pth"), "--out", str(tmp_path), "--images", "1", "--overwrite"]
+    )
+    assert code == 0, capsys.readouterr().err
+    assert min(read_image(tmp_path / "fau_weights.png").shape[:2]) > 100

@@ -257,7 +257,7 @@ def odkd_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
                     "epochs": EPOCHS,
                     "batch_size": 8,
                     "lr": 2e-3,
-                    "lr_steps": [100],
+                    "lr_steps": [],
                     "val_every": EPOCHS,
                 },
                 "runtime": {"workers": 0, "device": "cpu"},

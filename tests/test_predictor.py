@@ -164,11 +164,11 @@ def test_progress_without_a_terminal_prints_lines(capsys) -> None:
 
 
 def test_evaluate_refuses_an_output_folder_that_is_a_file(tiny_run, tmp_path: Path) -> None:
-    from utils.run_folder import RunFolderError
+    from utils.output_paths import OutputPathError
 
     config_path, run = tiny_run
     a_file = tmp_path / "tables"
     a_file.write_text("keep")
-    with pytest.raises(RunFolderError, match="cannot create the output folder"):
+    with pytest.raises(OutputPathError, match="cannot create the output folder"):
         evaluate_checkpoint(run / "deploy.pth", config_path, output_dir=a_file)
     assert a_file.read_text() == "keep"

@@ -37,7 +37,7 @@ def coco_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict
                 "model": {"num_features": 16, "depth": 2, "branch_stacks": [1, 1]},
                 "data": {"root": str(root), **TINY_SIZES},
                 "loss": {"rampup_epochs": 2},
-                "train": {"epochs": 3, "batch_size": 8, "lr": 2e-3},
+                "train": {"epochs": 3, "batch_size": 8, "lr": 2e-3, "lr_steps": []},
                 "runtime": {"workers": 0, "device": "cpu"},
                 "test": {"batch_size": 16},
             }

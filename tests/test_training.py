@@ -46,7 +46,7 @@ def write_config(folder: Path, root: Path, epochs: int = 3, **model: object) -> 
         "data": {"name": "mpii", "root": str(root), "input_size": [64, 64], "heatmap_size": [16, 16], "sigma": 1.0},
         "loss": {"name": "okdhp" if section["name"] == "okdhp_hourglass" else "mse"},
         "train": {
-            "epochs": epochs, "batch_size": 4, "lr": 1e-3, "lr_steps": [2],
+            "epochs": epochs, "batch_size": 4, "lr": 1e-3, "lr_steps": [2] if epochs > 2 else [],
         },
         "runtime": {"workers": 0, "deterministic": True, "device": "cpu"},
         "test": {"batch_size": 8},

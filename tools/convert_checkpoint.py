@@ -27,6 +27,7 @@ from engine.experiment.catalogue import resolve_config_path  # noqa: E402
 from engine.experiment.config import load_config  # noqa: E402
 from utils.checkpoint import save_checkpoint  # noqa: E402
 from utils.errors import UserError  # noqa: E402
+from utils.output_paths import prepare_outputs  # noqa: E402
 
 BEARPAW_COLOR = "rgb_bearpaw_mpii"  # bearpaw/pytorch-pose input normalisation (datasets/transforms.py)
 
@@ -45,6 +46,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "multi-branch), or hrnet (deep-high-resolution-net.pytorch's pose_hrnet_*.pth; a mask head is left at init)",
     )
     add_config_arguments(parser)
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
     parser.add_argument(
         "--unsafe-unpickle",
         action="store_true",
@@ -65,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
             "were trained on) is saved with the checkpoint; --set data.color=... chooses another"
         )
     try:
+        prepare_outputs([args.output], "OUT", inputs=[args.source], overwrite=args.overwrite)
         config_path = resolve_config_path(args.config)
         config = load_config(config_path, overrides)
         state = convert_checkpoint(

@@ -48,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         help="a real image for the onnxruntime check (default: the first sample image in ../shared/data)",
     )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace an existing OUT.onnx and its sidecar OUT.json"
+    )
     args = parser.parse_args(argv)
 
     from engine.convert.onnx import export_onnx
@@ -60,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         opset=args.opset,
         head=args.head,
         image=args.image,
+        overwrite=args.overwrite,
     )
     return 0
 

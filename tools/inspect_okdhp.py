@@ -30,6 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     add_config_arguments(parser, required=False)
     parser.add_argument("--out", type=Path, required=True, help="folder for the pictures")
     parser.add_argument("--images", type=int, default=4, metavar="N", help="validation persons (default 4)")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace the pictures of an earlier inspection in --out"
+    )
     args = parser.parse_args(argv)
 
     from engine.inference.inspection import inspect_checkpoint
@@ -40,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         config_path=resolve_config_path(args.config) if args.config else None,
         overrides=overrides_from(args),
         num_images=args.images,
+        overwrite=args.overwrite,
     )
     return 0
 

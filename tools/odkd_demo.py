@@ -74,7 +74,11 @@ def train_and_evaluate(name: str, overrides: list[str], output: Path, quiet: boo
         run.fit(overwrite=True, log=(lambda _line: None) if quiet else print)
         trained = time.perf_counter() - started
         table = evaluate_checkpoint(
-            output / "deploy.pth", config_path, overrides=overrides, output_dir=output / "eval_deploy"
+            output / "deploy.pth",
+            config_path,
+            overrides=overrides,
+            output_dir=output / "eval_deploy",
+            overwrite=True,  # the run started over: its earlier evaluation is out of date
         )
     return {
         "network": describe(config.model),
@@ -111,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--valid", type=int, default=60, help="synthetic validation images (if written)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic set (if written)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a value in all four configs, e.g. --set train.epochs=2")  # fmt: skip
+                        help="override a value in all four configs, e.g. --set train.epochs=2 --set train.lr_steps=[1]")  # fmt: skip
     parser.add_argument("--quiet", action="store_true", help="print only the final table")
     args = parser.parse_args(argv)
     started = time.perf_counter()

@@ -82,6 +82,26 @@ def decode(maps: np.ndarray, center: np.ndarray, crop_width: float) -> list[list
     return keypoints
 
 
+def load(onnx: Path) -> tuple[dict, onnxruntime.InferenceSession]:
+    """The sidecar JSON and the onnxruntime session of an exported file; ValueError in one line if unusable."""
+    sidecar_path = onnx.with_suffix(".json")
+    try:
+        sidecar = json.loads(sidecar_path.read_text())
+    except (OSError, ValueError) as error:
+        raise ValueError(
+            f"cannot read the sidecar JSON {sidecar_path} that tools/export.py writes beside {onnx}: {error}"
+        ) from None
+    try:
+        session = onnxruntime.InferenceSession(str(onnx), providers=["CPUExecutionProvider"])
+    except Exception as error:  # onnxruntime raises its own types (InvalidProtobuf, NoSuchFile, ...)
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(
+            f"onnxruntime cannot load {onnx} ({first}); the file is cut off or is not an ONNX model: "
+            "export it again with tools/export.py"
+        ) from None
+    return sidecar, session
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("onnx", type=Path)
@@ -92,14 +112,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    sidecar = json.loads(args.onnx.with_suffix(".json").read_text())
+    try:
+        sidecar, session = load(args.onnx)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     image = cv2.imread(str(args.image), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)  # BGR, stored frame
     if image is None:
         print(f"error: cannot read image {args.image}", file=sys.stderr)
         return 2
     box = args.box or [0.0, 0.0, float(image.shape[1]), float(image.shape[0])]
     center, crop_width = crop_box(box, sidecar)
-    session = onnxruntime.InferenceSession(str(args.onnx), providers=["CPUExecutionProvider"])
     maps = heatmaps(session, network_input(image, center, crop_width, sidecar), sidecar,
                     sidecar["flip_test"]["enabled"] and not args.no_flip)  # fmt: skip
     print(json.dumps({"keypoints": decode(maps, center, crop_width)}))

@@ -8,6 +8,7 @@ network and the ``model`` config section that rebuilds it.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import tempfile
 import zipfile
@@ -40,11 +41,6 @@ def save_checkpoint(state: dict[str, Any], path: Path) -> None:
 
 ZIP_MAGIC = b"PK\x03\x04"  # torch.save writes a zip archive (since torch 1.6)
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")  # DDP / DataParallel, torch.compile
-CHECKPOINT_KINDS = (
-    "train",
-    "deploy",
-    "converted",
-)  # what this project writes: last/best, deploy, a converted file
 
 
 def read_torch_file(path: str | Path) -> Any:
@@ -86,7 +82,68 @@ def check_checkpoint(state: Any, path: str | Path) -> dict[str, Any]:
     """Refuse contents that are not a checkpoint of this project (a dict with a 'model' entry)."""
     if not isinstance(state, dict) or "model" not in state:
         raise CheckpointError(f"{path} is not a checkpoint of this project (no 'model' entry)")
+    check_contents(state, path)
     return state
+
+
+CHECKPOINT_KINDS = ("converted", "deploy", "train")  # what this project writes; older files have no 'kind'
+
+
+def check_contents(state: dict[str, Any], path: Path) -> None:
+    """Refuse a checkpoint of an unknown kind, with a null or malformed codec, or with non-finite weights."""
+    if "kind" in state and state["kind"] not in CHECKPOINT_KINDS:
+        raise CheckpointError(
+            f"checkpoint {path} has kind {state['kind']!r}, which this project does not write (known: "
+            f"{', '.join(CHECKPOINT_KINDS)}); use a file written by its training, or convert a foreign file "
+            "with tools/convert_checkpoint.py"
+        )
+    if "codec" in state:
+        _check_codec(state["codec"], path)
+    if not isinstance(state["model"], dict):
+        raise CheckpointError(
+            f"checkpoint {path}: its 'model' entry holds a {type(state['model']).__name__}, not a state_dict "
+            "(a mapping of names to tensors)"
+        )
+    check_finite_weights(state["model"], str(path))
+
+
+def check_finite_weights(state_dict: dict[str, Any], source: str) -> None:
+    """Refuse weights holding NaN or infinity (a diverged or damaged run), naming the first such tensor."""
+    for name, tensor in state_dict.items():
+        if (
+            isinstance(tensor, torch.Tensor)
+            and tensor.is_floating_point()
+            and not bool(torch.isfinite(tensor).all())
+        ):
+            count = int((~torch.isfinite(tensor)).sum())
+            raise CheckpointError(
+                f"checkpoint {source}: weight '{name}' holds {count} non-finite value(s) (NaN or infinity) of "
+                f"{tensor.numel()}: the run that wrote it diverged or the file is damaged; use another checkpoint "
+                "of the run (an earlier best.pth or last.pth) or train again"
+            )
+
+
+def _check_codec(codec: Any, path: Path) -> None:
+    """Refuse a 'codec' entry that is not {input_size: [w, h], heatmap_size: [w, h], sigma > 0}."""
+    sizes_ok = isinstance(codec, dict) and all(
+        isinstance(codec.get(key), list | tuple)
+        and len(codec[key]) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in codec[key])
+        for key in ("input_size", "heatmap_size")
+    )
+    sigma = codec.get("sigma") if isinstance(codec, dict) else None
+    if not (
+        sizes_ok
+        and isinstance(sigma, int | float)
+        and not isinstance(sigma, bool)
+        and math.isfinite(sigma)
+        and sigma > 0
+    ):
+        raise CheckpointError(
+            f"checkpoint {path}: its 'codec' entry is {codec!r:.120}, not {{input_size: [w, h], heatmap_size: "
+            "[w, h], sigma: a positive number} (the input pipeline the network was trained with); the file was "
+            "not written by this project's training or was edited: use the run's own checkpoint"
+        )
 
 
 def _check_complete(path: Path, size: int) -> None:

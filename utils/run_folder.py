@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from utils.errors import UserError
+from utils.output_paths import OutputPathError, make_folder
 
 LOCK = ".lock"
 
@@ -63,7 +64,7 @@ class RunFolder:
                 self._check_resumable()
             else:
                 self._check_fresh(overwrite)
-        except RunFolderError:
+        except (RunFolderError, OutputPathError):
             agree(False)
             self._release(handle)
             raise
@@ -147,15 +148,3 @@ class RunFolder:
                 shutil.rmtree(target)
             else:
                 target.unlink()
-
-
-def make_folder(path: Path, option: str) -> None:
-    """Create an output folder; a path through a file or a read-only place is a one-paragraph error."""
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise RunFolderError(
-            f"cannot create the output folder {path} ({error.strerror or error}); pass another {option}"
-        ) from None
-    if not os.access(path, os.W_OK):
-        raise RunFolderError(f"the output folder {path} is not writable; pass another {option}")

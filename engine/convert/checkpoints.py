@@ -32,7 +32,13 @@ from torch import Tensor, nn
 from engine.convert.fill import BATCH_COUNTER, fill_model
 from engine.experiment.catalogue import experiment_paths
 from engine.experiment.config import load_config
-from utils.checkpoint import CHECKPOINT_KINDS, file_sha256, is_state_dict, strip_prefixes
+from utils.checkpoint import (
+    CHECKPOINT_KINDS,
+    check_finite_weights,
+    file_sha256,
+    is_state_dict,
+    strip_prefixes,
+)
 from utils.errors import CheckpointError, UserError
 from utils.paths import REPO_ROOT
 
@@ -519,6 +525,7 @@ def convert_checkpoint(
     source = Path(source)
     loaded = read_foreign_file(source, unsafe_unpickle)
     state, entry = extract_state_dict(loaded, str(source))
+    check_finite_weights(state, str(source))
     model = build_model(config.model)
     if source_format == "hrnet":
         from engine.convert.hrnet import convert_hrnet_state_dict, hrnet_architecture

@@ -35,6 +35,7 @@ from engine.inference.networks import DeployedNetwork, deployable, load_network
 from engine.inference.onnx_network import INPUT_NAME, OUTPUT_NAME, SIDECAR_FORMAT, require
 from engine.inference.predictor import box_crop, whole_image_box
 from utils.errors import UserError
+from utils.output_paths import prepare_outputs
 from utils.paths import SHARED_DATA
 
 TOLERANCE = 1e-4  # the largest heatmap difference onnxruntime may have from PyTorch on the check crop
@@ -195,17 +196,21 @@ def export_onnx(
     opset: int = DEFAULT_OPSET,
     head: str | None = None,
     image: str | Path | None = None,
+    overwrite: bool = False,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Export the checkpoint's network to ONNX, check it with onnx and onnxruntime, write the sidecar JSON.
 
     Raises a UserError (the files kept for inspection, no sidecar written) when onnxruntime's heatmaps on a
-    real image crop differ from PyTorch's by more than ``TOLERANCE``.
+    real image crop differ from PyTorch's by more than ``TOLERANCE``. An existing ONNX file or sidecar is
+    replaced only with ``overwrite``; the checkpoint and the check image never are.
     """
     onnx, ort = require("onnx", "onnxruntime")
     onnx_path = Path(onnx_path)
     if onnx_path.suffix != ".onnx":
         raise UserError(f"--onnx {onnx_path}: the output file name must end in .onnx")
+    read = [Path(checkpoint), *([Path(image)] if image is not None else [])]
+    prepare_outputs([onnx_path, onnx_path.with_suffix(".json")], "--onnx", inputs=read, overwrite=overwrite)
     network = deployable(load_network(checkpoint), head)
     codec = resized_codec(network, input_hw)
     image_path = Path(image) if image is not None else default_check_image()
@@ -213,7 +218,6 @@ def export_onnx(
     crops = check_crops(image_path, codec, network.pipeline.color, batch)
     wrapper = HeatmapNetwork(network.model).eval()
 
-    onnx_path.parent.mkdir(parents=True, exist_ok=True)
     torch_export(wrapper, crops[:1], onnx_path, opset, dynamic_batch)
     try:
         onnx.checker.check_model(str(onnx_path))

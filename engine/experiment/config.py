@@ -163,9 +163,12 @@ def load_config(path: str | Path, overrides: Iterable[str] = ()) -> ExperimentCo
 
 
 def config_with_overrides(
-    raw: Mapping[str, Any], overrides: Iterable[str], source: str = "<dict>"
+    raw: Mapping[str, Any], overrides: Iterable[str], source: str = "<dict>", *, schedule: bool = True
 ) -> ExperimentConfig:
-    """Apply ``--set`` overrides to a raw config mapping and validate it; errors name the override or the source."""
+    """Apply ``--set`` overrides to a raw config mapping and validate it; errors name the override or the source.
+
+    ``schedule=False`` skips ``check_schedule``: for a checkpoint's saved config, read for its pipeline only.
+    """
     raw = copy.deepcopy(dict(raw))
     origins: dict[str, str] = {}
     for item in overrides:
@@ -176,7 +179,7 @@ def config_with_overrides(
         for key in created:  # sections the override created (e.g. 'tset' of tset.flip) are its doing too
             origins[key] = item.strip()
         origins[dotted] = item.strip()
-    return config_from_dict(raw, source=ConfigOrigin(source, origins))
+    return config_from_dict(raw, source=ConfigOrigin(source, origins), schedule=schedule)
 
 
 def _missing_keys(raw: Mapping[str, Any], keys: list[str]) -> list[str]:
@@ -203,7 +206,9 @@ def default_experiment_name(path: Path) -> str:
     return "_".join(relative.with_suffix("").parts)
 
 
-def config_from_dict(raw: Mapping[str, Any], source: str | ConfigOrigin = "<dict>") -> ExperimentConfig:
+def config_from_dict(
+    raw: Mapping[str, Any], source: str | ConfigOrigin = "<dict>", *, schedule: bool = True
+) -> ExperimentConfig:
     """Validate a plain mapping (e.g. a checkpoint's saved config) into an ExperimentConfig."""
     origin = source if isinstance(source, ConfigOrigin) else ConfigOrigin(source)
     raw = copy.deepcopy(dict(raw))
@@ -234,7 +239,7 @@ def config_from_dict(raw: Mapping[str, Any], source: str | ConfigOrigin = "<dict
         seed=_typed(raw.get("seed", 0), int, "seed", origin),
         description=_typed(raw.get("description", ""), str, "description", origin),
     )
-    validate_sections(config, origin)
+    validate_sections(config, origin, schedule=schedule)
     config.origin = origin
     return config
 
@@ -259,8 +264,11 @@ def _teachers_from(values: Any, origin: ConfigOrigin) -> dict[str, TeacherConfig
     return teachers
 
 
-def validate_sections(config: ExperimentConfig, source: str | ConfigOrigin) -> None:
-    """Check the registry-backed sections, the enumerated values and the ranges of the numbers."""
+def validate_sections(config: ExperimentConfig, source: str | ConfigOrigin, schedule: bool = True) -> None:
+    """Check the registry-backed sections, the enumerated values and the ranges of the numbers.
+
+    ``schedule`` adds ``check_schedule`` (the learning-rate steps against the epochs): what only training needs.
+    """
     from datasets.registry import DATASETS, ENTRY_POINT_ARGS
     from losses.registry import LOSSES
     from models.registry import MODELS
@@ -323,6 +331,82 @@ def validate_sections(config: ExperimentConfig, source: str | ConfigOrigin) -> N
     for index, step in enumerate(train.lr_steps):
         if step < 0:
             raise bad(f"train.lr_steps[{index}]", step, "an epoch number >= 0")
+    if schedule:
+        check_schedule(train, origin)
+    check_data_ranges(config.data, origin)
+
+
+def check_schedule(train: TrainConfig, origin: ConfigOrigin) -> None:
+    """Refuse an lr_factor above 1 and lr_steps that are not strictly increasing epochs within the run.
+
+    A step at or after the last epoch never fires; a checkpoint's saved config skips this (older runs).
+    """
+    if train.lr_factor > 1:
+        raise ConfigError(
+            f"{origin.of('train.lr_factor')}: train.lr_factor must be in (0, 1]: the factor each step "
+            f"multiplies the rate by (e.g. 0.1), got {train.lr_factor!r}",
+            key="train.lr_factor",
+        )
+    steps = train.lr_steps
+    for index, step in enumerate(steps):
+        key = f"train.lr_steps[{index}]"
+        if not 1 <= step < train.epochs:
+            epochs = f"train.epochs = {train.epochs}, from {origin.of('train.epochs')}"
+            raise ConfigError(
+                f"{origin.of(key)}: {key} must be an epoch from 1 to train.epochs - 1 ({epochs}), got {step}: a "
+                "step at or after the last epoch never lowers the rate; drop it (train.lr_steps=[] keeps the rate "
+                "constant) or give steps within the run",
+                key=key,
+            )
+        if index and step <= steps[index - 1]:
+            raise ConfigError(
+                f"{origin.of(key)}: train.lr_steps must be strictly increasing epochs (e.g. [90, 120]), got {steps}",
+                key=key,
+            )
+
+
+PROBABILITY = ("a probability in [0, 1]", lambda v: 0 <= v <= 1)
+DATA_NUMBERS: dict[str, tuple[str, typing.Callable[[float], bool]]] = {
+    "sigma": ("a positive finite number (the Gaussian's width in heatmap pixels, e.g. 2)", lambda v: v > 0),
+    "scale_factor": (
+        "in [0, 1): the scale augmentation's spread (e.g. 0.25; 0 for none)",
+        lambda v: 0 <= v < 1,
+    ),
+    "rotation_factor": ("a finite number of degrees >= 0 (e.g. 30; 0 for no rotation)", lambda v: v >= 0),
+    "rotation_prob": PROBABILITY,
+    "half_body_prob": PROBABILITY,
+    "det_score_threshold": PROBABILITY,
+    "oks_threshold": PROBABILITY,
+    "keypoint_score_threshold": PROBABILITY,
+}
+DATA_FLAGS = ("flip", "with_mask", "use_gt_boxes", "reduced_decode")
+
+
+def check_data_ranges(data: Mapping[str, Any], origin: ConfigOrigin) -> None:
+    """Range-check the data section's numbers, flags, sizes and colour at load time (its builder's keys only)."""
+    from datasets.registry import DATASETS, check_flag, check_subset, size_pair
+    from datasets.transforms import check_color
+
+    values = DATASETS.resolved(data)
+    for key, value in values.items():
+        dotted = f"data.{key}"
+        try:
+            if key in DATA_NUMBERS:
+                rule, ok = DATA_NUMBERS[key]
+                if isinstance(value, bool) or not isinstance(value, int | float):
+                    raise ConfigError(f"{dotted} must be a number, {rule}; got {value!r}", key=dotted)
+                if not (math.isfinite(value) and ok(value)):
+                    raise ConfigError(f"{dotted} must be {rule}; got {value!r}", key=dotted)
+            elif key in DATA_FLAGS:
+                check_flag(value, key)
+            elif key in ("input_size", "heatmap_size"):
+                size_pair(value, key)
+            elif key == "subset":
+                check_subset(value, "persons or images")
+            elif key == "color":
+                check_color(value)
+        except ConfigError as error:
+            raise origin.blame(error, dotted) from None
 
 
 def apply_override(raw: dict[str, Any], item: str) -> str:

@@ -31,8 +31,10 @@ from engine.inference.onnx_network import onnx_predictor
 from engine.inference.predictor import Predictor, box_crop, whole_image_box
 from engine.runtime.execution import make_runtime
 from utils.errors import DataError, UserError
+from utils.output_paths import prepare_outputs
 
 COCO_RESULTS_FILE = "coco_results.json"
+MAX_BOX_FACTOR = 100  # a box more than this many times the image's larger side is refused (wrong units?)
 
 
 @dataclass
@@ -120,6 +122,25 @@ def check_box(box: np.ndarray, image: np.ndarray, where: str) -> None:
             f"{where}: the box [x, y, w, h] = [{x:g}, {y:g}, {w:g}, {h:g}] lies outside the {width}x{height} "
             "image (a box needs a positive width and height and must overlap the image)"
         )
+    if max(w, h) > MAX_BOX_FACTOR * max(width, height):
+        raise DataError(
+            f"{where}: the box [x, y, w, h] = [{x:g}, {y:g}, {w:g}, {h:g}] is more than {MAX_BOX_FACTOR} times "
+            f"the {width}x{height} image; boxes are in pixels of the image: check the boxes' units"
+        )
+
+
+def check_score_threshold(value: float) -> None:
+    """Refuse a detection score threshold that is not a finite number in [0, 1] (NaN would drop every box)."""
+    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
+        raise UserError(
+            f"--score-threshold {value}: must be a finite number from 0 to 1 (detection scores are "
+            "probabilities; e.g. 0.5, or 0 to keep every detection)"
+        )
+
+
+def output_files(image: Path, out_dir: Path) -> tuple[Path, Path]:
+    """The picture and keypoints of an image: its whole file name + .png / .json, so p.jpg and p.png never collide."""
+    return out_dir / f"{image.name}.png", out_dir / f"{image.name}.json"
 
 
 def make_predictor(
@@ -178,18 +199,26 @@ def persons_of(
     detections: dict[int, list[Person]] | None,
 ) -> list[Person] | None:
     """The persons of one image: its boxes, its detections, or the whole image; None when the file lists none."""
-    if boxes is not None:
-        found = boxes.get(path.name)
-    elif detections is not None:
-        image_id = image_id_of(path)
-        found = detections.get(image_id) if isinstance(image_id, int) else None
-    else:
+    if boxes is None and detections is None:
         return [Person(np.array(whole_image_box(image)))]
+    found = listed_persons(path, boxes, detections)
     if found is None:
         return None
     for index, person in enumerate(found):
         check_box(person.box, image, f"{path.name} box {index}")
     return found
+
+
+def listed_persons(
+    path: Path, boxes: dict[str, list[Person]] | None, detections: dict[int, list[Person]] | None
+) -> list[Person] | None:
+    """The persons a boxes or detections file lists for an image (None: it lists none; read neither: [])."""
+    if boxes is not None:
+        return boxes.get(path.name)
+    if detections is not None:
+        image_id = image_id_of(path)
+        return detections.get(image_id) if isinstance(image_id, int) else None
+    return []
 
 
 def run_demo(
@@ -204,9 +233,13 @@ def run_demo(
     head: str | None = None,
     flip: bool | None = None,
     device: str | None = None,
+    overwrite: bool = False,
     log: Callable[[str], None] = print,
 ) -> list[dict[str, Any]]:
-    """Predict, draw and write ``<stem>.png`` and ``<stem>.json`` for every image; returns what was written.
+    """Predict, draw and write ``<name>.png`` and ``<name>.json`` for every image; returns what was written.
+
+    ``<name>`` is the image's file name with its extension (``output_files``). Every output is checked before
+    any prediction: none replaces an input, and an earlier result is replaced only with ``overwrite``.
 
     The JSON is a list of COCO results entries (image_id, category_id 1, keypoints [x, y, score] x 17, score)
     for the COCO skeleton, else ``{image, skeleton, joint_names, persons: [{box, score, keypoints}]}``.
@@ -215,13 +248,25 @@ def run_demo(
 
     if boxes_file is not None and detections_file is not None:
         raise UserError("--boxes and --detections exclude each other: give one source of person boxes")
+    check_score_threshold(score_threshold)
     images = list_images(inputs)
     boxes = read_boxes_file(boxes_file) if boxes_file is not None else None
     detections = read_detections_file(detections_file, score_threshold) if detections_file else None
     predictor, use_head = make_predictor(checkpoint, onnx, head=head, flip=flip, device=device)
     skeleton = predictor.skeleton
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    outputs = [
+        file
+        for path in images
+        if listed_persons(path, boxes, detections) is not None
+        for file in output_files(path, out_dir)
+    ]
+    if skeleton.name == "coco":
+        outputs.append(out_dir / COCO_RESULTS_FILE)
+    read = [*images, *(p for p in (boxes_file, detections_file, checkpoint, onnx) if p is not None)]
+    if onnx is not None:
+        read.append(Path(onnx).with_suffix(".json"))
+    prepare_outputs(outputs, "--out", inputs=read, overwrite=overwrite)
 
     written, all_results = [], []
     for path in images:
@@ -236,8 +281,9 @@ def run_demo(
         keypoints, scores = predictor.predict(image, centers, scales, head=use_head)
         box_array = np.array([p.box for p in persons]).reshape(-1, 4)
         canvas = draw_pose(image, keypoints, scores, skeleton.joint_names, skeleton.limbs, box_array)
-        png, js = out_dir / f"{path.stem}.png", out_dir / f"{path.stem}.json"
-        cv2.imwrite(str(png), canvas)
+        png, js = output_files(path, out_dir)
+        if not cv2.imwrite(str(png), canvas):
+            raise UserError(f"--out: OpenCV could not write {png} (is the disk full?); pass another --out")
         if skeleton.name == "coco":
             document: Any = _coco_entries(path, keypoints, scores, persons)
             all_results += document

@@ -17,7 +17,7 @@ from engine.inference.predictor import Predictor
 from engine.runtime.execution import runtime_from_config
 from engine.runtime.loader import make_loader
 from utils.errors import ConfigError
-from utils.run_folder import make_folder
+from utils.output_paths import prepare_outputs
 
 PIPELINE_KEYS = (
     "input_size",
@@ -35,13 +35,15 @@ def evaluate_checkpoint(
     output_dir: Path | None = None,
     vis: int = 0,
     workers: int | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Print the table of every head and return them ({head: table}, or the table itself for one network).
 
     The config comes from ``config_path`` or, without one, from the checkpoint itself. A ``deploy.pth`` (or a
     converted file) carries the model section of its network, so any config of the same dataset evaluates
     it; the input pipeline (input and heatmap size, sigma, colour) is always the one the network was trained
-    with, and a config that says otherwise gets a warning naming the differences.
+    with, and a config that says otherwise gets a warning naming the differences. An earlier evaluation in
+    ``output_dir`` (its ``tables.json``) is replaced only with ``overwrite``.
     """
     overrides = overrides or []
     given = load_config(config_path, overrides) if config_path is not None else None
@@ -51,7 +53,7 @@ def evaluate_checkpoint(
     config, state = loaded.config, loaded.state
     data = _pipeline_of_checkpoint(state, config)
     output_dir = output_dir or checkpoint.parent / f"eval_{checkpoint.stem}"
-    make_folder(output_dir, "--output-dir")
+    prepare_outputs([output_dir / "tables.json"], "--output-dir", inputs=[checkpoint], overwrite=overwrite)
 
     runtime = runtime_from_config(config.runtime)
     codec = build_codec(data)

@@ -24,6 +24,7 @@ from datasets.transforms import COLOR_NORMALIZATION
 from engine.experiment.config import load_config
 from engine.inference.networks import load_network
 from utils.errors import ConfigError, UserError
+from utils.output_paths import prepare_outputs
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -56,9 +57,13 @@ def inspect_checkpoint(
     config_path: str | Path | None = None,
     overrides: Sequence[str] = (),
     num_images: int = 4,
+    overwrite: bool = False,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Draw the FAU weights and the per-branch heatmaps of the first ``num_images`` validation persons."""
+    """Draw the FAU weights and the per-branch heatmaps of the first ``num_images`` validation persons.
+
+    The pictures of an earlier inspection in ``out_dir`` are replaced only with ``overwrite``.
+    """
     if num_images < 1:
         raise UserError(f"--images {num_images}: needs at least one person")
     checkpoint = Path(checkpoint)
@@ -73,13 +78,14 @@ def inspect_checkpoint(
     color = DATASETS.resolved(config.data)["color"]
     dataset = build_dataset(config.data, split="valid", train=False, seed=config.seed, codec=codec)
     samples = [dataset[i] for i in range(min(num_images, len(dataset)))]
+    out_dir = Path(out_dir)
+    names = ["fau_weights.json", "fau_weights.png", *(f"heatmaps_{k}.png" for k in range(len(samples)))]
+    prepare_outputs([out_dir / name for name in names], "--out", inputs=[checkpoint], overwrite=overwrite)
     images = torch.stack([s["image"] for s in samples])
 
     weights = fau_weights(model, images)  # (N, T, J)
     heads = model(images).heads()
     branch_names = [name for name in heads if name != "ensemble"]
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     mean = weights.mean(dim=0).T.numpy()  # (J, T)
     summary = {
         "checkpoint": str(checkpoint),

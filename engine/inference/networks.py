@@ -23,6 +23,7 @@ from models.registry import build_model
 from utils.checkpoint import (
     DEFAULT_ADVICE,
     check_checkpoint,
+    check_finite_weights,
     is_state_dict,
     load_checkpoint,
     load_model_weights,
@@ -99,7 +100,9 @@ def network_from_contents(
     state = check_checkpoint(contents, source)
     saved = None
     if "config" in state:
-        saved = config_with_overrides(dict(state["config"]), overrides, source=f"config saved in {source}")
+        saved = config_with_overrides(
+            dict(state["config"]), overrides, source=f"config saved in {source}", schedule=False
+        )
     config = config or saved
     chosen = section or state.get("model_config") or (config.model if config is not None else None)
     if chosen is None:
@@ -131,6 +134,7 @@ def _plain_network(
             f"{name}: {source} is a plain state_dict with no model description; say which network it holds "
             "(e.g. a model section {name: hrnet, width: 32})"
         )
+    check_finite_weights(weights, name)
     model = build_model(section)
     load_model_weights(model, dict(weights), name, advice=advice)
     return LoadedNetwork(model.eval(), dict(section), source, None, None, {"model": weights})
