@@ -74,9 +74,16 @@ def train_main(family: str, argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="start over in an output folder that holds a run (deletes it)",
     )
+    parser.add_argument(
+        "--allow-change", action="append", default=[], metavar="KEY",
+        help="with --resume: let this config key differ from the run's saved config, e.g. train.epochs to "
+        "train longer (repeatable; the change is logged in log.jsonl)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     if args.resume and args.overwrite:
         parser.error("--resume and --overwrite exclude each other")
+    if args.allow_change and not args.resume:
+        parser.error("--allow-change goes with --resume (a fresh run takes any config)")
 
     config = load_config(resolve_config_path(args.config), overrides_from(args))
     if config.data["name"] not in TRAIN_FAMILIES[family]:
@@ -87,7 +94,12 @@ def train_main(family: str, argv: Sequence[str] | None = None) -> int:
     output_dir = Path(args.output_dir) if args.output_dir else Path("output") / config.experiment
     run = TrainingRun(config, output_dir)
     try:
-        run.fit(resume=args.resume, overwrite=args.overwrite, log=lambda line: print(line, flush=True))
+        run.fit(
+            resume=args.resume,
+            overwrite=args.overwrite,
+            allow_change=args.allow_change,
+            log=lambda line: print(line, flush=True),
+        )
     finally:
         run.runtime.close()
     return 0

@@ -124,7 +124,9 @@ def test_resume_refuses_a_changed_teacher_file(tiny_root: Path, tmp_path: Path) 
     save_checkpoint(state, teacher_file)
     config.train.epochs = 2
     with pytest.raises(CheckpointError, match=r"teacher 'teacher' .* is not the file the run started with"):
-        TrainingRun(config, tmp_path / "run").fit(resume=True, log=lambda _: None)
+        TrainingRun(config, tmp_path / "run").fit(
+            resume=True, allow_change=["train.epochs"], log=lambda _: None
+        )
 
 
 def test_a_loss_whose_teacher_is_not_configured_is_refused(tiny_root: Path, tmp_path: Path) -> None:
@@ -165,3 +167,55 @@ def test_fpd_loss_equals_a_float64_computation() -> None:
     assert terms["kd"].item() == pytest.approx(kd, rel=1e-12)
     assert terms["total"].item() == pytest.approx(0.7 * gt + 0.3 * kd, rel=1e-12)
     assert set(terms) >= {"kd/stack0", "kd/stack1", "kd/stack2", "mse/stack2"}
+
+
+def test_a_teacher_of_another_skeleton_is_named_with_its_file(
+    tiny_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """An MPII teacher (16 joints) for a COCO student (17 joints): the message is about the teacher's file."""
+    from datasets.synthetic_coco import make_synthetic_coco
+    from engine.cli import run_cli, train_main
+    from engine.inference.pipeline import Pipeline
+
+    mpii = load_config(write_config(tmp_path, tiny_root, tmp_path / "unused.pth"))
+    section = {**TEACHER, "num_joints": 16}
+    teacher = tmp_path / "mpii_teacher.pth"
+    weights = build_model(section).state_dict()
+    pipeline = Pipeline.from_config(mpii).to_dict()
+    save_checkpoint(
+        {
+            "kind": "deploy",
+            "model": weights,
+            "model_config": section,
+            "config": mpii.to_dict(),
+            "pipeline": pipeline,
+        },
+        teacher,
+    )
+    coco_root = make_synthetic_coco(tmp_path / "coco", num_train=2, num_valid=2, image_size=(96, 72))
+    student = {
+        "base": str(Path(__file__).resolve().parents[1] / "experiments" / "coco" / "hg2_baseline.yaml"),
+        "model": {"num_features": 16, "depth": 2},
+        "data": {"root": str(coco_root), "input_size": [48, 64], "heatmap_size": [12, 16]},
+        "loss": {"name": "fpd", "alpha": 0.5},
+        "teachers": {"teacher": {"checkpoint": str(teacher)}},
+        "runtime": {"workers": 0, "device": "cpu"},
+    }
+    config = tmp_path / "coco_fpd.yaml"
+    config.write_text(yaml.safe_dump(student))
+
+    def coco_main(argv):
+        return train_main("coco", argv)
+
+    for expect in (
+        f"teachers.teacher.checkpoint ({teacher}): the teacher was trained on the mpii skeleton (16 joints), but "
+        "the student's data has the coco skeleton (17 joints); a teacher must predict the student's joints",
+        f"teachers.teacher.checkpoint ({teacher}): the teacher predicts 16 joints, but the student's data has the "
+        "coco skeleton of 17 joints",  # a file that does not say what it was trained on
+    ):
+        capsys.readouterr()
+        assert run_cli(coco_main, ["--config", str(config), "--output-dir", str(tmp_path / "run")]) == 2
+        error = capsys.readouterr().err.strip()
+        assert error.startswith("error: ") and expect in error and "\n" not in error, error
+        save_checkpoint({"kind": "deploy", "model": weights, "model_config": section}, teacher)
+    assert not (tmp_path / "run").exists()

@@ -101,7 +101,7 @@ def test_two_processes_equal_one_on_the_same_global_batch(tiny_config: Path, tmp
     # a run started with 2 processes continues with 1
     config = load_config(tiny_config)
     config.train.epochs = 2
-    TrainingRun(config, tmp_path / "two").fit(resume=True, log=lambda _: None)
+    TrainingRun(config, tmp_path / "two").fit(resume=True, allow_change=["train.epochs"], log=lambda _: None)
     assert [r["epoch"] for r in read_log(tmp_path / "two" / "log.jsonl")] == [0, 1]
     assert torch.is_tensor(load_checkpoint(tmp_path / "two" / "deploy.pth")["model"]["stem.0.weight"])
 

@@ -19,24 +19,57 @@ from typing import Any
 import torch
 from torch import nn
 
+from utils.disk import disk_full, is_disk_full
 from utils.errors import CheckpointError
 
 
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:
-    """Write to a temporary file in the same folder, then rename: a crash never leaves a half-written file."""
+    """Write to a temporary file in the same folder, then rename: a crash never leaves a half-written file.
+
+    A disk that fills up meanwhile is a ``DiskFullError`` naming the folder and the space the file needs (the
+    size of the file it replaces, else of its tensors); the previous file is left as it was.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    needed = path.stat().st_size if path.is_file() else tensor_bytes(state)
+    try:
+        handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as error:
+        if is_disk_full(error, path.parent, needed):
+            raise disk_full(path.parent, needed, path.name, _kept(path)) from None
+        raise
     os.close(handle)
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp_name, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual permissions
+    full = False
     try:
         torch.save(state, tmp_name)
         os.replace(tmp_name, path)
+    except (OSError, RuntimeError) as error:
+        if not is_disk_full(error, path.parent, needed):
+            raise
+        full = True
     finally:
         if os.path.exists(tmp_name):
             os.unlink(tmp_name)
+    if full:  # said here, once torch's writer (held by the traceback) has closed the file and freed its space
+        raise disk_full(path.parent, needed, path.name, _kept(path))
+
+
+def _kept(path: Path) -> str:
+    return f"the previous {path.name} is intact" if path.is_file() else "nothing was written"
+
+
+def tensor_bytes(value: Any) -> int:
+    """The bytes of every tensor in a nested checkpoint (about the size ``torch.save`` writes)."""
+    if isinstance(value, torch.Tensor):
+        return value.numel() * value.element_size()
+    if isinstance(value, Mapping):
+        return sum(tensor_bytes(item) for item in value.values())
+    if isinstance(value, list | tuple):
+        return sum(tensor_bytes(item) for item in value)
+    return 0
 
 
 ZIP_MAGIC = b"PK\x03\x04"  # torch.save writes a zip archive (since torch 1.6)

@@ -17,6 +17,7 @@ import shutil
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
+from utils.disk import DiskFullError, disk_full, free_bytes, is_disk_full
 from utils.errors import UserError
 from utils.output_paths import OutputPathError, make_folder
 
@@ -40,12 +41,20 @@ class RunFolder:
 
     @contextlib.contextmanager
     def claim(
-        self, *, resume: bool, overwrite: bool, main: bool = True, agree: Callable[[bool], bool] = bool
+        self,
+        *,
+        resume: bool,
+        overwrite: bool,
+        main: bool = True,
+        agree: Callable[[bool], bool] = bool,
+        needed: int = 0,
     ) -> Iterator[None]:
         """Check, lock and prepare the folder for the run; the lock is held until the block ends.
 
         Only the main process checks and locks; ``agree`` (a collective over the processes) tells the others
         whether it succeeded, so that a refused run stops every process instead of leaving them waiting.
+        ``needed``: the bytes of one checkpoint of the run; a disk with less free space is refused now rather
+        than after the first epoch.
         """
         if not main:
             if not agree(True):
@@ -58,13 +67,15 @@ class RunFolder:
         try:
             self._check_kind(resume)
             make_folder(self.path, "--output-dir")
-            handle = self._lock()
+            handle = self._lock(needed)
             self._remove_stale_temporaries()
             if resume:
                 self._check_resumable()
             else:
                 self._check_fresh(overwrite)
-        except (RunFolderError, OutputPathError):
+            if free_bytes(self.path) < needed:
+                raise disk_full(self.path, needed, f"a checkpoint of this run ({self.last})")
+        except (RunFolderError, OutputPathError, DiskFullError):
             agree(False)
             self._release(handle)
             raise
@@ -91,10 +102,12 @@ class RunFolder:
                 "without --resume, or pass the --output-dir of the run to continue"
             )
 
-    def _lock(self):
+    def _lock(self, needed: int):
         try:
             handle = open(self.path / LOCK, "a+")  # noqa: SIM115 - held open for the run's duration
         except OSError as error:
+            if is_disk_full(error, self.path, needed):
+                raise disk_full(self.path, needed, f"its lock file {LOCK} and checkpoints") from None
             raise RunFolderError(
                 f"cannot write into the output folder {self.path} ({error.strerror}); make it writable or pass "
                 "another --output-dir"
@@ -109,10 +122,14 @@ class RunFolder:
                 f"another training (process {owner}) is running in {self.path}; wait for it to end, or train "
                 "into another --output-dir"
             ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"{os.getpid()}\n")
-        handle.flush()
+        try:  # unbuffered: a full disk fails here, not later when the handle is closed
+            os.ftruncate(handle.fileno(), 0)
+            os.pwrite(handle.fileno(), f"{os.getpid()}\n".encode(), 0)
+        except OSError as error:
+            self._release(handle)
+            if is_disk_full(error, self.path, needed):
+                raise disk_full(self.path, needed, f"its lock file {LOCK} and checkpoints") from None
+            raise
         return handle
 
     def _remove_stale_temporaries(self) -> None:

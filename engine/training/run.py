@@ -10,6 +10,7 @@ the build of every part have passed.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +28,15 @@ from engine.training.build import build_optimizer, build_scheduler, deploy_head,
 from engine.training.curves import plot_curves
 from engine.training.log import append_record, truncate_log
 from engine.training.loop import select_head, train_one_epoch
+from engine.training.resume import OPTIMIZER_KEYS, allowed_changes, check_epochs, follow_train_config
 from engine.training.teachers import build_teachers, check_loss_teachers
 from losses.joints_mse import check_batch_keys
 from losses.registry import build_loss
 from models.distiller import Distiller
 from models.output import PoseModel
 from models.registry import build_model
-from utils.checkpoint import load_checkpoint, load_model_weights, save_checkpoint
+from utils.checkpoint import load_checkpoint, load_model_weights, save_checkpoint, tensor_bytes
+from utils.disk import DiskFullError, disk_full, is_disk_full
 from utils.errors import CheckpointError, ConfigError
 from utils.run_folder import RunFolder
 
@@ -84,7 +87,8 @@ class TrainingRun:
         if config.train.init_from:
             load_init_weights(self.network, config.train.init_from)
         check_loss_teachers(config)
-        teachers = build_teachers(config, self.skeleton.num_joints, self.codec)
+        self.pipeline = Pipeline.from_config(config, self.codec)
+        teachers = build_teachers(config, self.pipeline)
         self.trainee: PoseModel = Distiller(self.network, teachers) if teachers else self.network
         self.model = self.runtime.prepare(self.trainee)
         self.loss_fn = build_loss(config.loss).to(self.runtime.device)
@@ -112,7 +116,6 @@ class TrainingRun:
             ShardSampler(len(self.val_set), runtime.rank, runtime.world_size) if runtime.distributed else None
         )
         self.val_loader = make_loader(self.val_set, config.test.batch_size, self.workers, runtime, shard)
-        self.pipeline = Pipeline.from_config(config, self.codec)
         self.predictor = Predictor(runtime.inference_model(self.model), self.pipeline, self.runtime)
         self.start_epoch = 0
         self.best_metric = float("-inf")
@@ -141,16 +144,27 @@ class TrainingRun:
             "config": self.config.to_dict(),
         }
 
-    def resume(self) -> None:
-        """Continue from ``last.pth``: model, optimizer, scheduler, epoch, best score and RNG states."""
+    def resume(self, allow_change: Sequence[str] = ()) -> dict[str, tuple[Any, Any]]:
+        """Continue from ``last.pth``: model, optimizer, scheduler, epoch, best score and RNG states.
+
+        The run continues under the config saved with its weights: a config that differs from it is refused
+        unless each differing key is in ``allow_change``; returns the allowed changes ``{key: (old, new)}``.
+        """
         path = self.output_dir / LAST
         state = load_checkpoint(path)
         if state.get("kind") != "train":
             raise CheckpointError(f"{path} is not a training checkpoint and cannot be resumed")
+        changes = {}
+        if "config" in state:
+            changes = allowed_changes(state["config"], self.config.to_dict(), allow_change, self.output_dir)
+        check_epochs(self.config.train.epochs, int(state["epoch"]) + 1, self.output_dir)
         self.check_teachers(state.get("teachers", {}), path)
         load_model_weights(self.network, state["model"], str(path))
-        self.optimizer.load_state_dict(state["optimizer"])
+        if "train.optimizer" not in changes:  # another optimizer starts with fresh moments
+            self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        if any(key in (*OPTIMIZER_KEYS, "train.optimizer") for key in changes):
+            follow_train_config(self.optimizer, self.scheduler, self.config.train)
         self.runtime.load_state_dict(state.get("runtime", {}))
         set_rng_state(state["rng"])
         self.start_epoch = int(state["epoch"]) + 1
@@ -158,6 +172,7 @@ class TrainingRun:
         self.best_head = str(state["best_head"])
         self.best_epoch = int(state["best_epoch"])
         self.best_metrics = dict(state.get("best_metrics", {}))
+        return changes
 
     def check_teachers(self, saved: dict[str, dict[str, str]], path: Path) -> None:
         """Refuse to resume with a teacher file that changed since the run started (its sha256 differs)."""
@@ -174,19 +189,66 @@ class TrainingRun:
                 )
 
     # ---------------------------------------------------------------- loop
-    def fit(self, *, resume: bool = False, overwrite: bool = False, log=print) -> dict[str, Any]:
-        """Train to the configured number of epochs; returns the last validation summary."""
+    def fit(
+        self,
+        *,
+        resume: bool = False,
+        overwrite: bool = False,
+        allow_change: Sequence[str] = (),
+        log=print,
+    ) -> dict[str, Any]:
+        """Train to the configured number of epochs; returns the last validation summary.
+
+        ``allow_change``: config keys a resumed run may change (``--allow-change``). A disk that fills up is
+        one paragraph naming the folder and the space a checkpoint needs; every earlier checkpoint is intact.
+        """
+        try:
+            return self._fit(resume=resume, overwrite=overwrite, allow_change=allow_change, log=log)
+        except DiskFullError as error:
+            raise self._continue_with_resume(error) from None
+        except OSError as error:  # a small write (log.jsonl, config.yaml, curves.png) on a full disk
+            if not is_disk_full(error, self.output_dir, 0):
+                raise
+            full = disk_full(self.output_dir, self.checkpoint_size(), "the run's log and checkpoints")
+            raise self._continue_with_resume(full) from None
+
+    def _continue_with_resume(self, error: DiskFullError) -> DiskFullError:
+        """A full-disk error that says how the run continues once space is free (with --resume, if it can)."""
+        last = self.output_dir / LAST
+        if not (self.runtime.is_main and last.is_file()):
+            return error
+        epoch = load_checkpoint(last)["epoch"]
+        return DiskFullError(f"{error} with --resume: the run continues from {last} (after epoch {epoch})")
+
+    def checkpoint_size(self) -> int:
+        """About the bytes of one checkpoint: the size of ``last.pth``, else the weights and optimizer moments."""
+        last = self.output_dir / LAST
+        if last.is_file():
+            return last.stat().st_size
+        train = self.config.train
+        moments = 2 if train.optimizer in ("adam", "adamw") else int(train.momentum > 0)
+        return tensor_bytes(self.network.state_dict()) * (1 + moments)
+
+    def _fit(self, *, resume: bool, overwrite: bool, allow_change: Sequence[str], log) -> dict[str, Any]:
         config, runtime = self.config, self.runtime
         if not runtime.is_main:
             log = _quiet
         summary: dict[str, Any] = {}
+        changes: dict[str, tuple[Any, Any]] = {}
         with self.folder.claim(
-            resume=resume, overwrite=overwrite, main=runtime.is_main, agree=runtime.all_ranks
+            resume=resume,
+            overwrite=overwrite,
+            main=runtime.is_main,
+            agree=runtime.all_ranks,
+            needed=self.checkpoint_size(),
         ):
             if resume:
-                self.resume()
+                changes = self.resume(allow_change)
                 truncate_log(self.output_dir / LOG_FILE, self.start_epoch)
                 log(f"resumed from {self.output_dir / LAST} at epoch {self.start_epoch}")
+                if changes:
+                    listed = ", ".join(f"{key} {old!r} -> {new!r}" for key, (old, new) in changes.items())
+                    log(f"epoch {self.start_epoch}: changed by --allow-change: {listed}")
             if runtime.is_main:
                 save_config(config, self.output_dir / CONFIG_FILE)
             writer = _tensorboard(self.output_dir) if runtime.is_main else None
@@ -215,6 +277,8 @@ class TrainingRun:
                     record: dict[str, Any] = {"epoch": epoch, "lr": lr, "train": terms}
                     if has_teachers:
                         record["teachers"] = active
+                    if changes and epoch == self.start_epoch:
+                        record["changed"] = {key: list(change) for key, change in changes.items()}
                     last_epoch = epoch == config.train.epochs - 1
                     if (epoch + 1) % config.train.val_every == 0 or last_epoch:
                         summary = self._validate(epoch, terms, record, log)

@@ -6,12 +6,14 @@ checkpoint of this project, or a plain state_dict (a published HRNet file) with 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
-from datasets.codec import HeatmapCodec
 from engine.experiment.checks import check_input_size, model_section_for
 from engine.experiment.config import ExperimentConfig
 from engine.inference.networks import load_network
+from engine.inference.pipeline import Pipeline
 from losses.registry import LOSSES
 from models.distiller import FrozenTeacher, epoch_range, freeze
 from utils.checkpoint import file_sha256
@@ -32,13 +34,12 @@ def check_loss_teachers(config: ExperimentConfig) -> None:
         )
 
 
-def build_teachers(
-    config: ExperimentConfig, num_joints: int, codec: HeatmapCodec
-) -> dict[str, FrozenTeacher]:
+def build_teachers(config: ExperimentConfig, student: Pipeline) -> dict[str, FrozenTeacher]:
     """The frozen teachers of the ``teachers:`` section, with the epochs each one teaches.
 
-    Each teacher must give heatmaps of the student's joints and size for the run's input (checked on the
-    meta device before its weights are read).
+    Each teacher must predict the student's joints (its skeleton), see the student's input as it was trained
+    to (its colour normalisation) and give heatmaps of the student's size for the run's input (checked on the
+    meta device before its weights are read, when the config gives its model section).
     """
     teachers = {}
     for name, section in config.teachers.items():
@@ -51,17 +52,50 @@ def build_teachers(
             )
         model_section = None
         if section.model is not None:
-            try:
-                model_section = model_section_for(section.model, num_joints)
-                check_input_size(model_section, codec)
-            except ConfigError as error:
-                raise ConfigError(f"teachers.{name}.model: {error}") from None
+            model_section = teacher_section(section.model, f"teachers.{name}.model", student)
         loaded = load_network(path, section=model_section, plain_ok=True, label=label)
         if model_section is None:
-            try:
-                check_input_size(model_section_for(loaded.section, num_joints), codec)
-            except ConfigError as error:
-                raise ConfigError(f"{label} ({path}): {error}") from None
+            check_teacher_pipeline(loaded.pipeline, f"{label} ({path})", student)
+            teacher_section(loaded.section, f"{label} ({path})", student)
         start, end = epoch_range(section.start, section.end, config.train.epochs)
         teachers[name] = FrozenTeacher(freeze(loaded.model), start, end, str(path), file_sha256(path))
     return teachers
+
+
+def teacher_section(section: Mapping[str, Any], where: str, student: Pipeline) -> dict[str, Any]:
+    """A teacher's model section checked against the student's joints and input size (``where`` names it)."""
+    joints = student.skeleton.num_joints
+    given = section.get("num_joints")
+    if given is not None and given != joints:
+        raise ConfigError(
+            f"{where}: the teacher predicts {given} joints, but the student's data has the {student.skeleton.name} "
+            f"skeleton of {joints} joints; a teacher must predict the student's joints: use a teacher trained "
+            f"on {student.skeleton.name} data"
+        )
+    try:
+        checked = model_section_for(section, joints)
+        check_input_size(checked, student.codec)
+    except ConfigError as error:
+        raise ConfigError(f"{where}: {error}") from None
+    return checked
+
+
+def check_teacher_pipeline(pipeline: Pipeline | None, where: str, student: Pipeline) -> None:
+    """Refuse a teacher trained on another skeleton or with another colour normalisation than the student's
+    data (its heatmaps would be of other joints, or of wrongly normalised images); None: a file that does not
+    say (a plain state_dict)."""
+    if pipeline is None:
+        return
+    theirs, ours = pipeline.skeleton, student.skeleton
+    if theirs.name != ours.name or theirs.joint_names != ours.joint_names:
+        raise ConfigError(
+            f"{where}: the teacher was trained on the {theirs.name} skeleton ({theirs.num_joints} joints), but the "
+            f"student's data has the {ours.name} skeleton ({ours.num_joints} joints); a teacher must predict the "
+            f"student's joints: use a teacher trained on {ours.name} data"
+        )
+    if pipeline.color != student.color:
+        raise ConfigError(
+            f"{where}: the teacher was trained on images normalised as {pipeline.color}, but the student's data "
+            f"is normalised as {student.color} (data.color), so the teacher would see images it was not trained "
+            f"on; set data.color: {pipeline.color} or use a teacher trained with {student.color}"
+        )
