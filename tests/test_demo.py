@@ -17,6 +17,7 @@ from datasets.coco import clean_box
 from datasets.coco_eval import coco_results, rescore
 from datasets.keypoints import COCO
 from datasets.registry import build_dataset
+from datasets.transforms import read_image
 from demo import main as demo_main
 from engine.cli import run_cli
 from engine.inference.loops import predict
@@ -225,7 +226,6 @@ def test_detections_whole_image_and_ensemble(
     assert code == 0, stderr
     person = json.loads((tmp_path / "whole" / f"{image.name}.json").read_text())["persons"]
     assert len(person) == 1 and person[0]["box"][:2] == [0.0, 0.0]
-    from datasets.transforms import read_image
     from engine.inference.predictor import box_crop
 
     predictor = Predictor.from_checkpoint(run_dir / "best.pth", make_runtime("cpu"))
@@ -258,7 +258,7 @@ def test_bad_inputs_give_one_paragraph(run_dir, mpii_data, tmp_path, capsys, mon
 
 def small_copy(source: Path, target: Path) -> bytes:
     """A 96x54 copy of a real image in ``target``'s format; returns its bytes."""
-    image = cv2.resize(cv2.imread(str(source)), (96, 54), interpolation=cv2.INTER_AREA)
+    image = cv2.resize(read_image(source), (96, 54), interpolation=cv2.INTER_AREA)
     assert cv2.imwrite(str(target), image)
     return target.read_bytes()
 

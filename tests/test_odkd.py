@@ -446,7 +446,8 @@ def test_published_hrnet_file_converts_with_the_mask_head_left_at_init(
     with torch.no_grad():
         assert torch.equal(masked.eval()(images).final, published(images).final)
     config.write_text(yaml.safe_dump({"base": str(ODKD / "st_hrnet_w48_mask.yaml"), "model": {"width": 8}}))
-    assert convert_main([str(source), str(out), "--from", "hrnet", "--config", str(config)]) == 2
+    other = tmp_path / "st_w8.pth"  # a new OUT: an existing one is refused before the model is checked
+    assert convert_main([str(source), str(other), "--from", "hrnet", "--config", str(config)]) == 2
     assert "HRNet-W4 for 17 joints; the config builds HRNet-W8" in capsys.readouterr().err
     with pytest.raises(CheckpointError, match="does not look like an HRNet"):
         from engine.convert.hrnet import hrnet_architecture
