@@ -8,6 +8,8 @@
 #   bash start.sh <experiment> [ARGS]  any yaml under experiments/, e.g. mpii/hg2_okdhp or coco/hg4_okdhp;
 #                                      ARGS go to the trainer (e.g. --resume, --overwrite, --set train.batch_size=32)
 #   bash start.sh list                 the experiments
+#   bash start.sh table [NAME] [ARGS]  one paper table: train what is missing (teachers first), resume, evaluate,
+#                                      write output/tables/NAME.md; --quick (CPU, minutes), --collect, --list
 #
 # An experiment with frozen teachers (e.g. mpii/hg4_fpd) first trains each teacher whose checkpoint does not
 # exist yet (the experiment named in teachers.<name>.experiment), then the student.
@@ -34,6 +36,9 @@ fi
 
 extra_args=()
 case "$experiment" in
+table)
+    exec "$PYTHON" tools/table.py ${DATA_ROOT:+--data-root "$DATA_ROOT"} "$@"
+    ;;
 odkd-demo)
     exec "$PYTHON" tools/odkd_demo.py "$@"
     ;;

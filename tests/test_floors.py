@@ -24,6 +24,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     ("engine.runtime",),
     ("engine.inference",),
     ("engine.convert", "engine.training"),
+    ("engine.tables",),
     ("engine.cli",),
     ("train_mpii", "train_coco", "evaluate", "demo", "tools", "benchmarks"),
 )

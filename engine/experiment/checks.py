@@ -50,8 +50,8 @@ def check_input_size(section: Mapping[str, Any], codec: HeatmapCodec) -> None:
                 f"multiples of {multiple} (its total down-sampling); e.g. {_round_up(width, multiple)}x"
                 f"{_round_up(height, multiple)}"
             )
-        try:
-            output = model(torch.zeros(1, 3, height, width))
+        try:  # eval mode: a batch of one at a 1x1 resolution is a shape, not a BatchNorm statistics error
+            output = model.eval()(torch.zeros(1, 3, height, width))
         except RuntimeError as error:
             first = str(error).splitlines()[0] if str(error) else type(error).__name__
             raise ConfigError(
