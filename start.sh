@@ -23,7 +23,7 @@ experiment=${1:-mpii/hg4_okdhp}
 [ $# -gt 0 ] && shift
 
 if [ "$experiment" = list ]; then
-    find experiments -name '*.yaml' ! -name '_*' | sed 's|experiments/||; s|\.yaml$||' | sort
+    find experiments -name '*.yaml' ! -name '_*' ! -path 'experiments/tables/*' | sed 's|experiments/||; s|\.yaml$||' | sort
     exit 0
 fi
 

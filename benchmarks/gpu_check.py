@@ -402,7 +402,7 @@ def child_torchrun(args: argparse.Namespace) -> int:
         torch.cuda.set_device(device)  # NCCL binds the process to its GPU before joining
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     overrides = [
-        f"data.root={args.data}", f"runtime.device={args.device}", "train.epochs=1",
+        f"data.root={args.data}", f"runtime.device={args.device}", "train.epochs=1", "train.lr_steps=[]",
         f"train.iters_per_epoch={args.iters}", "runtime.workers=0",
     ]  # fmt: skip
     config = load_config(resolve_config_path(DEMO_CONFIG), overrides)
@@ -431,7 +431,9 @@ def demo_section(report: Report, device: torch.device, data: Path, out: Path, de
     from engine.training.run import TrainingRun
 
     small = (
-        [] if device.type == "cuda" else ["train.epochs=2", "train.iters_per_epoch=10", "train.val_every=2"]
+        []
+        if device.type == "cuda"
+        else ["train.epochs=2", "train.lr_steps=[]", "train.iters_per_epoch=10", "train.val_every=2"]
     )
     report.section(
         f"Demo recipe on the device: {DEMO_CONFIG}" + ("" if not small else ", shortened on the CPU")

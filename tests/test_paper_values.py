@@ -31,6 +31,7 @@ from datasets.registry import DATASETS
 from engine.experiment import (
     config as experiment_config,  # its TestConfig by module: pytest collects Test* names
 )
+from engine.experiment.catalogue import experiment_name, experiment_paths
 from engine.experiment.config import ExperimentConfig, RuntimeConfig, TrainConfig, load_config
 from losses.fpd import FPDLoss
 from losses.odkd import ODKDLoss
@@ -327,11 +328,7 @@ NOT_PAPER_VALUES = {
 
 def experiment_names() -> list[str]:
     """Every experiment yaml as 'family/name', without the base files."""
-    return sorted(
-        str(path.relative_to(EXPERIMENTS).with_suffix(""))
-        for path in EXPERIMENTS.rglob("*.yaml")
-        if not path.name.startswith("_")
-    )
+    return [experiment_name(path) for path in experiment_paths()]
 
 
 def plain(value: Any) -> Any:

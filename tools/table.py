@@ -3,7 +3,7 @@
 Usage (from the repository root; ``bash start.sh table ...`` runs the same)::
 
     python tools/table.py                         the tables, with their row counts
-    python tools/table.py NAME [--list]           the rows of table NAME (tables/NAME.yaml) and their runs
+    python tools/table.py NAME [--list]           the rows of table NAME (experiments/tables/NAME.yaml) and their runs
     python tools/table.py NAME                    train the rows without a finished run (teachers first),
                                                   resume interrupted ones, evaluate, write the table
     python tools/table.py NAME --collect          only gather what exists ("not run" for a missing row)
@@ -59,7 +59,7 @@ def parse_data_roots(items: list[str]) -> dict[str, str]:
 def list_tables() -> None:
     """The table names, their row counts and titles."""
     print(
-        "tables (tables/<name>.yaml; run one with: bash start.sh table NAME [--quick | --collect | --list]):"
+        "tables (experiments/tables/<name>.yaml; run one with: bash start.sh table NAME [--quick | --collect | --list]):"
     )
     for name in table_names():
         table = load_table(name)
@@ -93,7 +93,9 @@ def list_rows(tables: list[Table], walk: TableWalk) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("name", nargs="?", help=f"a table (tables/NAME.yaml), a table yaml path, or '{ALL}'")
+    parser.add_argument(
+        "name", nargs="?", help=f"a table (experiments/tables/NAME.yaml), a table yaml path, or '{ALL}'"
+    )
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--collect", action="store_true", help="only gather what exists; train nothing")
     mode.add_argument("--list", action="store_true", help="show the rows and the state of their runs")

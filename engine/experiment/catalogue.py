@@ -15,9 +15,16 @@ from utils.paths import EXPERIMENTS_DIR
 TRAIN_FAMILIES = {"mpii": ("mpii",), "coco": ("coco", "ochuman")}  # training script -> the datasets it trains
 
 
+TABLES_FOLDER = "tables"  # experiments/tables/ holds the paper tables (engine/tables), not experiments
+
+
 def experiment_paths() -> list[Path]:
-    """Every experiment yaml (files starting with '_' are shared bases, not experiments), sorted."""
-    return sorted(p for p in EXPERIMENTS_DIR.rglob("*.yaml") if not p.name.startswith("_"))
+    """Every experiment yaml (files starting with '_' are shared bases; experiments/tables/ holds tables), sorted."""
+    return sorted(
+        p
+        for p in EXPERIMENTS_DIR.rglob("*.yaml")
+        if not p.name.startswith("_") and p.relative_to(EXPERIMENTS_DIR).parts[0] != TABLES_FOLDER
+    )
 
 
 def experiment_name(path: Path) -> str:

@@ -67,9 +67,10 @@ def data_overrides(dataset: str, roots: dict[str, Path]) -> list[str]:
 
 
 def training_overrides() -> list[str]:
-    """Two short epochs, one validation, data loaded in the main process."""
+    """Two short epochs at a constant rate, one validation, data loaded in the main process."""
     return [
         f"train.epochs={EPOCHS}",
+        "train.lr_steps=[]",  # the recipe's steps lie past two epochs: a constant rate
         f"train.iters_per_epoch={ITERATIONS}",
         f"train.batch_size={BATCH}",
         f"train.val_every={EPOCHS}",

@@ -35,9 +35,9 @@ from typing import Any
 from engine.experiment.catalogue import experiment_name, experiment_paths, resolve_config_path
 from engine.experiment.config import read_raw_config, read_yaml
 from utils.errors import ConfigError, UserError, closest
-from utils.paths import REPO_ROOT
+from utils.paths import EXPERIMENTS_DIR
 
-TABLES_DIR = REPO_ROOT / "tables"
+TABLES_DIR = EXPERIMENTS_DIR / "tables"
 ALL = "all"  # the name that walks every table in turn
 # The papers' order (OKDHP's tables, then ODKD's); a table file not named here comes after them, by name.
 PAPER_ORDER = (
