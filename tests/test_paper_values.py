@@ -436,11 +436,6 @@ def test_losses_default_to_spec() -> None:
     assert defaults(rampup_weight) == {"rampup_epochs": 90}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="code defect: docs/odkd.md documents loss.mu default 0.01 (every ODKD yaml sets it); ODKDLoss "
-    "defaults to 1.0, the weight at which docs/odkd.md says the mask term swamps the keypoint term",
-)
 def test_odkd_mask_weight_default_is_the_documented_one() -> None:
     assert defaults(ODKDLoss)["mu"] == 0.01
 
