@@ -52,10 +52,6 @@ def _cell(text: str) -> str:
     return " ".join(str(text).split()).replace("|", "\\|")
 
 
-def _number(value: float | None, digits: int = 2) -> str:
-    return "" if value is None else f"{value:.{digits}f}"
-
-
 def render_markdown(table: Table, results: list[RowResult], *, quick: bool = False) -> str:
     """The table's section: a heading, the command, sources and protocol, then one line per row."""
     lines = [f"#### {table.title} (`{table.name}`)", ""]
@@ -70,13 +66,8 @@ def render_markdown(table: Table, results: list[RowResult], *, quick: bool = Fal
     header = ["row", "experiment", "paper"] + (["paper GFLOPs"] if gflops else [])
     header += ["ours", "ours - paper", "paper source", "status"]
     lines.append("| " + " | ".join(header) + " |")
-    lines.append(
-        "|"
-        + "|".join(
-            "---:" if h in ("paper", "paper GFLOPs", "ours", "ours - paper") else "---" for h in header
-        )
-        + "|"
-    )
+    numeric = ("paper", "paper GFLOPs", "ours", "ours - paper")
+    lines.append("|" + "|".join("---:" if h in numeric else "---" for h in header) + "|")
     for result in results:
         row = result.row
         name = f"`{row.experiment}`" if row.experiment else "(none)"
@@ -88,7 +79,7 @@ def render_markdown(table: Table, results: list[RowResult], *, quick: bool = Fal
         cells = [_cell(row.label), name, paper]
         if gflops:
             cells.append("" if row.paper_gflops is None else f"{row.paper_gflops:g}")
-        ours = _number(result.ours) if result.ours is not None else result.status
+        ours = result.status if result.ours is None else f"{result.ours:.2f}"
         difference = result.difference
         cells += [
             ours,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -98,7 +99,10 @@ def read_result(folder: Path, key: str, checkpoint: Path) -> dict[str, Any] | No
     path = folder / EVAL_DIR / key / RESULT
     if not path.is_file() or not checkpoint.is_file():
         return None
-    stored = json.loads(path.read_text())
+    try:
+        stored = json.loads(path.read_text())
+    except ValueError:  # not readable (written by hand, or damaged): evaluate again
+        return None
     stat = checkpoint.stat()
     if stored.get("size") == stat.st_size and stored.get("mtime_ns") == stat.st_mtime_ns:
         return stored
@@ -122,4 +126,6 @@ def write_result(
         "tables": tables,
         **extra,
     }
-    path.write_text(json.dumps(record, indent=2))
+    temporary = path.with_name(f".{RESULT}.tmp")
+    temporary.write_text(json.dumps(record, indent=2))
+    os.replace(temporary, path)  # atomic: a kill leaves the old result or the new one, never half of one
