@@ -284,8 +284,10 @@ class TrainingRun:
                         summary = self._validate(epoch, terms, record, log)
                     record["seconds"] = round(time.time() - started, 2)
                     if runtime.is_main:
-                        save_checkpoint(self.state(epoch), self.output_dir / LAST)
+                        # The log line first: a kill between the two leaves a line that --resume drops and
+                        # redoes (truncate_log), never a checkpoint whose epoch the log lacks.
                         append_record(self.output_dir / LOG_FILE, record)
+                        save_checkpoint(self.state(epoch), self.output_dir / LAST)
                         if writer is not None:
                             _write_tensorboard(writer, record)
             except KeyboardInterrupt:
