@@ -10,6 +10,7 @@ flip test, decode) as PyTorch does.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import warnings
 from collections.abc import Callable
@@ -36,6 +37,7 @@ from engine.inference.onnx_network import INPUT_NAME, OUTPUT_NAME, SIDECAR_FORMA
 from engine.inference.predictor import box_crop, whole_image_box
 from utils.errors import UserError
 from utils.paths import SHARED_DATA
+from utils.run_folder import note_follow_up
 
 TOLERANCE = 1e-4  # the largest heatmap difference onnxruntime may have from PyTorch on the check crop
 DEFAULT_OPSET = 17
@@ -206,7 +208,10 @@ def export_onnx(
     onnx_path = Path(onnx_path)
     if onnx_path.suffix != ".onnx":
         raise UserError(f"--onnx {onnx_path}: the output file name must end in .onnx")
-    network = deployable(load_network(checkpoint), head)
+    loaded = load_network(checkpoint)
+    network = deployable(loaded, head)
+    # a deploy.pth holds one network: its label is the head of the trained network it was extracted from
+    network = dataclasses.replace(network, head=str(loaded.state.get("source_head", network.head)))
     codec = resized_codec(network, input_hw)
     image_path = Path(image) if image is not None else default_check_image()
     batch = 2 if dynamic_batch else 1
@@ -214,6 +219,8 @@ def export_onnx(
     wrapper = HeatmapNetwork(network.model).eval()
 
     onnx_path.parent.mkdir(parents=True, exist_ok=True)
+    note_follow_up(onnx_path)
+    note_follow_up(onnx_path.with_suffix(".json"))
     torch_export(wrapper, crops[:1], onnx_path, opset, dynamic_batch)
     try:
         onnx.checker.check_model(str(onnx_path))

@@ -17,7 +17,7 @@ from engine.inference.predictor import Predictor
 from engine.runtime.execution import runtime_from_config
 from engine.runtime.loader import make_loader
 from utils.errors import ConfigError
-from utils.run_folder import make_folder
+from utils.run_folder import make_folder, note_follow_up
 
 PIPELINE_KEYS = (
     "input_size",
@@ -52,8 +52,9 @@ def evaluate_checkpoint(
     data = _pipeline_of_checkpoint(state, config)
     output_dir = output_dir or checkpoint.parent / f"eval_{checkpoint.stem}"
     make_folder(output_dir, "--output-dir")
+    note_follow_up(output_dir)
 
-    runtime = runtime_from_config(config.runtime)
+    runtime = runtime_from_config(config.runtime, config.origin)
     codec = build_codec(data)
     dataset = build_dataset(data, split="valid", train=False, seed=config.seed, codec=codec)
     loader = make_loader(

@@ -24,6 +24,7 @@ from datasets.transforms import COLOR_NORMALIZATION
 from engine.experiment.config import load_config
 from engine.inference.networks import load_network
 from utils.errors import ConfigError, UserError
+from utils.run_folder import note_follow_up
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -80,6 +81,7 @@ def inspect_checkpoint(
     branch_names = [name for name in heads if name != "ensemble"]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    note_follow_up(out_dir)
     mean = weights.mean(dim=0).T.numpy()  # (J, T)
     summary = {
         "checkpoint": str(checkpoint),
