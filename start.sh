@@ -7,12 +7,16 @@
 #                                      and its no-KD twin, one AP table (CPU, minutes)
 #   bash start.sh <experiment> [ARGS]  any yaml under experiments/, e.g. mpii/hg2_okdhp or coco/hg4_okdhp;
 #                                      ARGS go to the trainer (e.g. --resume, --overwrite, --set train.batch_size=32)
-#   bash start.sh list                 the experiments
+#   bash start.sh list                 the demos and the experiments
 #   bash start.sh table [NAME] [ARGS]  one paper table: train what is missing (teachers first), resume, evaluate,
 #                                      write output/tables/NAME.md; --quick (CPU, minutes), --collect, --list
 #
 # An experiment with frozen teachers (e.g. mpii/hg4_fpd) first trains each teacher whose checkpoint does not
-# exist yet (the experiment named in teachers.<name>.experiment), then the student.
+# exist yet (the experiment named in teachers.<name>.experiment), then the student. The check sees the ARGS'
+# overrides: with --set teachers.teacher.checkpoint=PATH of an existing file no teacher is trained. A
+# teacher's own training gets only the ARGS about the machine and the data: every --set runtime.* and
+# --data-root (and DATA_ROOT); the other ARGS are the student's. To train a teacher with other settings, run
+# bash start.sh <its experiment> ARGS first.
 # The dataset folder comes from the first of: DATA_ROOT=/path bash start.sh ..., the yaml's data.root.
 # PYTHON selects the interpreter (default: python3). Outputs go to output/<experiment>/.
 set -euo pipefail
@@ -23,6 +27,7 @@ experiment=${1:-mpii/hg4_okdhp}
 [ $# -gt 0 ] && shift
 
 if [ "$experiment" = list ]; then
+    printf '%s\n' demo odkd-demo
     find experiments -name '*.yaml' ! -name '_*' ! -path 'experiments/tables/*' | sed 's|experiments/||; s|\.yaml$||' | sort
     exit 0
 fi
@@ -54,15 +59,27 @@ demo)
 esac
 
 config=experiments/${experiment%.yaml}.yaml
-if [ ! -f "$config" ]; then
-    echo "error: no experiment '$experiment' (looked for $config). Try: bash start.sh list" >&2
-    exit 2
+if [ ! -f "$config" ] || [[ "${config##*/}" == _* ]]; then
+    # one line: the closest experiment's name, or why a shared base (_defaults.yaml) is not one
+    "$PYTHON" -m engine.cli trainer "$experiment" >/dev/null || exit 2
 fi
 trainer=$("$PYTHON" -m engine.cli trainer "$config")
 
-for teacher in $("$PYTHON" -m engine.cli missing-teachers "$config"); do
+teacher_args=() # what a teacher's training shares with the student's: the machine (--set runtime.*), the data
+args=("$@")
+for ((i = 0; i < ${#args[@]}; i++)); do
+    case "${args[i]}" in
+    --set | --data-root)
+        next=${args[i + 1]:-}
+        if [ "${args[i]}" = --data-root ] || [[ "$next" == runtime.* ]]; then teacher_args+=("${args[i]}" "$next"); fi
+        i=$((i + 1))
+        ;;
+    --set=runtime.* | --data-root=*) teacher_args+=("${args[i]}") ;;
+    esac
+done
+for teacher in $("$PYTHON" -m engine.cli missing-teachers "$config" "$@"); do
     echo "== teacher first: $teacher"
-    bash "$0" "$teacher"
+    bash "$0" "$teacher" "${teacher_args[@]}"
 done
 
 name=$(echo "${experiment%.yaml}" | tr '/' '_')

@@ -139,6 +139,10 @@ class TopDownDataset(Dataset, abc.ABC):
     def evaluate(self, preds: np.ndarray, maxvals: np.ndarray, output_dir: Path | None = None) -> EvalResult:
         """Score predictions (N, J, 2) in image pixels, in record order, with the dataset's protocol."""
 
+    def check_scoring(self) -> None:
+        """Raise the DataError ``evaluate`` would raise for lack of its ground truth, before any training (a
+        dataset that reads everything it scores with when it is built has nothing left to check)."""
+
     def draw_augmentation(self, index: int, epoch: int) -> Augmentation:
         """The crop of sample ``index`` in ``epoch``: drawn from ``(seed, epoch, index)`` when training, else the box."""
         record = self.records[index]

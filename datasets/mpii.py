@@ -241,6 +241,10 @@ class MPIIDataset(TopDownDataset):
             "or use h5 annotations that carry 'normalize'; JSON annotations have no head boxes"
         )
 
+    def check_scoring(self) -> None:
+        """The PCKh ground truth exists, reads and matches the annotations (``ground_truth``)."""
+        self.ground_truth()
+
     def _check_agreement(self, gt: PCKhGroundTruth, gt_path: Path) -> None:
         """Refuse a ground-truth file whose joints do not match the annotations (wrong split or order)."""
         joints = np.stack([record.joints for record in self.records]) + 1.0

@@ -171,15 +171,23 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
 
 
 def _start_helper(argv: Sequence[str] | None) -> int:
-    """``python -m engine.cli trainer|missing-teachers CONFIG``: what start.sh asks about an experiment."""
+    """What start.sh asks about an experiment: ``python -m engine.cli trainer CONFIG`` and
+    ``python -m engine.cli missing-teachers CONFIG [TRAINER ARGS]``, which reads the ``--set`` overrides among
+    the trainer's arguments (the rest are not about teachers) so that it sees the teachers the run will see."""
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) == 2 and args[0] == "trainer":
         print(trainer_for(args[1]))
         return 0
-    if len(args) == 2 and args[0] == "missing-teachers":
-        print("\n".join(missing_teachers(args[1])))
+    if len(args) >= 2 and args[0] == "missing-teachers":
+        parser = argparse.ArgumentParser(add_help=False)
+        parser.add_argument("--set", dest="overrides", action="append", default=[])
+        known, _ = parser.parse_known_args(args[2:])
+        print("\n".join(missing_teachers(args[1], known.overrides)))
         return 0
-    print("usage: python -m engine.cli trainer|missing-teachers CONFIG", file=sys.stderr)
+    print(
+        "usage: python -m engine.cli trainer CONFIG | missing-teachers CONFIG [--set KEY=VALUE ...]",
+        file=sys.stderr,
+    )
     return 2
 
 

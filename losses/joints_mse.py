@@ -7,7 +7,7 @@ so that a config pairing it with a dataset that lacks one is refused at start-up
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from torch import Tensor, nn
@@ -45,6 +45,11 @@ class PoseLoss(nn.Module):
 
     def forward(self, output: PoseOutput, batch: dict[str, Any], epoch: int = 0) -> dict[str, Tensor]:
         raise NotImplementedError
+
+    def check_outputs(self, student: PoseOutput, teachers: Mapping[str, PoseOutput]) -> None:
+        """Refuse, before the first step, a student or teacher lacking a head this loss reads (a ConfigError
+        whose ``key`` is ``teachers.<name>`` when a teacher is at fault). The outputs come from one forward on
+        the meta device: their tensors have shapes and no values."""
 
 
 def check_batch_keys(loss: nn.Module, provided: Iterable[str], loss_name: str, data_name: str) -> None:

@@ -23,6 +23,7 @@ choice the abstract leaves open is a ``loss:`` key. For every supervised stack `
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -143,6 +144,17 @@ class ODKDLoss(PoseLoss):
         )
         return terms
 
+    def check_outputs(self, student: PoseOutput, teachers: Mapping[str, PoseOutput]) -> None:
+        """The senior teacher has the mask head that ``mask_mode`` reads (and, for a student with a mask head,
+        the mask term), found at start-up rather than in the first epoch the senior teacher teaches."""
+        senior = teachers.get(self.senior_teacher) if self.senior_teacher else None
+        if senior is None:
+            return
+        if self.mask_mode != "none":
+            self.teacher_mask(senior, f"loss.mask_mode: {self.mask_mode}")
+        if student.mask is not None and self.mu > 0:
+            self.teacher_mask(senior, "the mask term (loss.mu > 0)")
+
     def primary_target(self, teacher: PoseOutput) -> Tensor:
         """B(T_pt): the primary teacher's final heatmap, binarised."""
         return binarize(teacher.final.detach(), self.tau, self.binarize)
@@ -161,7 +173,8 @@ class ODKDLoss(PoseLoss):
             raise ConfigError(
                 f"the senior teacher '{self.senior_teacher}' has no mask head, which {needed_by} needs: give it a "
                 "checkpoint of a network with mask_head: true (and deploy_mask_head: true, so that deploy.pth "
-                "keeps it), or set loss.mask_mode: none and loss.mu: 0"
+                "keeps it), or set loss.mask_mode: none and loss.mu: 0",
+                key=f"teachers.{self.senior_teacher}",
             )
         return teacher.mask
 

@@ -8,6 +8,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+WIDE = (torch.float32, torch.float64)  # what a loss takes as it is
+
 
 @dataclass
 class PoseOutput:
@@ -36,12 +38,13 @@ class PoseOutput:
         return self.branches[0]
 
     def float(self) -> PoseOutput:
-        """The same output with every tensor in fp32 (losses are computed in fp32 after an autocast forward)."""
+        """The same output with every tensor in fp32 or wider (losses are computed in fp32 after an autocast
+        forward; a float64 forward, ``runtime.precision: fp64``, stays float64)."""
 
         def cast(t: Tensor | None) -> Tensor | None:
-            return t if t is None or t.dtype == torch.float32 else t.float()
+            return t if t is None or t.dtype in WIDE else t.float()
 
-        if all(t.dtype == torch.float32 for t in self.stacks) and not self.teachers:
+        if all(t.dtype in WIDE for t in self.stacks) and not self.teachers:
             return self
         return PoseOutput(
             stacks=[cast(t) for t in self.stacks],

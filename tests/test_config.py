@@ -337,3 +337,5 @@ def test_start_sh_helpers_name_the_trainer_and_the_teachers_to_train_first(tmp_p
         f"base: {EXPERIMENTS / 'mpii' / 'hg4_fpd.yaml'}\nteachers:\n  teacher:\n    checkpoint: {present}\n"
     )
     assert missing_teachers(str(config)) == []
+    # the run's --set overrides count: an existing teacher named by one needs no training
+    assert missing_teachers("mpii/hg4_fpd", [f"teachers.teacher.checkpoint={present}"]) == []

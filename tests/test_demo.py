@@ -240,6 +240,22 @@ def test_bad_inputs_give_one_paragraph(run_dir, mpii_data, tmp_path, capsys, mon
     not_an_image.write_text("these are notes, not a JPEG")
     code, _, stderr = demo(capsys, not_an_image, "--checkpoint", deploy, "--out", tmp_path / "o")
     assert_one_paragraph(code, stderr, "cannot decode image", "notes.jpg")
+    # in a folder, the unreadable file is named and skipped, the others are processed, and the exit is 2;
+    # a photo whose EXIF tag says "turn me" is used as stored, and the demo says so
+    from datasets.transforms import read_image
+    from tests.test_transforms import jpeg_with_orientation
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    not_an_image.rename(folder / "notes.jpg")
+    # a viewer turns it 90 degrees clockwise
+    (folder / "turned.jpg").write_bytes(jpeg_with_orientation(read_image(image), 6))
+    code, stdout, stderr = demo(capsys, folder, "--checkpoint", deploy, "--out", tmp_path / "folder_out")
+    assert_one_paragraph(
+        code, stderr, "1 of the 2 image(s) could not be read", "notes.jpg", "the other 1 were"
+    )
+    assert (tmp_path / "folder_out" / "turned.png").is_file()
+    assert "turned.jpg: its EXIF orientation tag (6) is ignored" in stdout
 
     boxes = tmp_path / "boxes.json"
     boxes.write_text(json.dumps({image.name: [[5000, 10, 100, 200]]}))

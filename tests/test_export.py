@@ -27,7 +27,7 @@ from tests.deploy_helpers import (
 )
 from tools.export import main as export_main
 from tools.standalone_pose import main as standalone_main
-from utils.checkpoint import load_checkpoint
+from utils.checkpoint import load_checkpoint, save_checkpoint
 
 pytest.importorskip("onnxruntime")
 
@@ -85,16 +85,19 @@ def assert_complete_sidecar(
 
 def test_deploy_checkpoint_exports_with_equal_heatmaps(run_dir, mpii_data, tmp_path, capsys) -> None:
     out = tmp_path / "hg.onnx"
-    code, stdout, stderr = export(capsys, run_dir / "deploy.pth", "--onnx", out)
+    deploy = load_checkpoint(run_dir / "deploy.pth")
+    source = tmp_path / "deploy.pth"  # as a run whose best head was branch1 writes it
+    save_checkpoint({**deploy, "source_head": "branch1"}, source)
+    code, stdout, stderr = export(capsys, source, "--onnx", out)
     assert code == 0, stderr
-    assert "max |heatmap difference|" in stdout
+    assert "max |heatmap difference|" in stdout and "(hourglass, head branch1," in stdout
     document = json.loads(out.with_suffix(".json").read_text())
+    assert document["source"]["head"] == "branch1"  # the head it was extracted from, not its own only head
     assert_complete_sidecar(document, MPII, (64, 64), (16, 16))
     assert document["color"]["mode"] == "bgr_imagenet" and document["color"]["channel_order"] == "BGR"
     assert document["input"]["shape"] == [1, 3, 64, 64]
     assert document["model"]["name"] == "hourglass" and document["model"]["num_stacks"] == 2
 
-    deploy = load_checkpoint(run_dir / "deploy.pth")
     model = build_model(deploy["model_config"]).eval()
     model.load_state_dict(deploy["model"])
     crops, _ = real_crops(mpii_data_section(mpii_data))

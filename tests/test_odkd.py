@@ -293,6 +293,37 @@ def odkd_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     }
 
 
+def test_a_senior_teacher_without_a_mask_head_stops_the_run_before_its_first_step(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """Found at start-up, not when the senior teacher's epochs begin (epoch 105 of 210 in the real configs)."""
+    from engine.cli import train_main
+    from tests.test_training import fails_in_process
+
+    root = make_synthetic_coco(tmp_path / "coco", num_train=2, num_valid=2, image_size=(96, 72))
+    pt = write_teacher(tmp_path / "pt.pth", TINY_HRNET, seed=1)
+    st = write_teacher(tmp_path / "st.pth", TINY_HRNET, seed=2)  # a network without a mask head
+    config_path = tmp_path / "odkd_st_without_mask.yaml"
+    config_path.write_text(
+        yaml.safe_dump(
+            {
+                "base": str(ODKD / "hrnet_w16_odkd.yaml"),
+                "model": {"name": "hourglass", **STUDENT},
+                "data": {"root": str(root), **TINY_SIZES},
+                "teachers": {"pt": {"checkpoint": str(pt)}, "st": {"checkpoint": str(st)}},
+                "runtime": {"workers": 0, "device": "cpu"},
+            }
+        )
+    )
+    fails_in_process(
+        capsys, lambda argv: train_main("coco", argv), "--config", str(config_path),
+        "--output-dir", str(tmp_path / "run"),
+        expect=f"teachers.st.checkpoint ({st}): the senior teacher 'st' has no mask head, which loss.mask_mode: "
+        "binary needs",
+    )  # fmt: skip
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.slow
 def test_the_schedule_runs_only_the_active_teacher(odkd_run: dict) -> None:
     counters, lines = odkd_run["counters"], odkd_run["lines"]

@@ -16,11 +16,12 @@ from torch.utils.data import DataLoader
 from datasets.registry import build_codec, build_dataset
 from datasets.synthetic import make_synthetic_mpii
 from engine.experiment.config import load_config
+from engine.inference.evaluation import evaluate_checkpoint
 from engine.runtime.distributed import EpochShuffleSampler
 from engine.training.run import TrainingRun
 from tests.test_training import REPO, fails_in_process, run_cli, train_mpii_main, write_config
 from utils.checkpoint import load_checkpoint
-from utils.run_folder import RunFolderError
+from utils.run_folder import RunFolderError, note_follow_up
 
 
 @pytest.fixture(scope="module")
@@ -86,11 +87,19 @@ def test_a_second_fresh_run_into_a_run_folder_is_refused_and_changes_nothing(
             capsys, train_mpii_main, "--config", str(config_path), "--output-dir", str(out), expect=expect
         )
     assert fingerprints(out) == before
+    # what was made from the run in its folder goes with it on --overwrite; a file of the user's stays
+    evaluate_checkpoint(checkpoint=out / "deploy.pth", workers=0)  # eval_deploy/ beside it
+    for name in ("pose.onnx", "pose.json"):  # as tools/export.py writes them
+        note_follow_up(out / name)
+        (out / name).write_text("{}")
+    (out / "notes.txt").write_text("mine")
     # --overwrite starts over: one run in the log, not two
     with pytest.raises(RunFolderError, match="already holds a run"):
         TrainingRun(load_config(config_path), out).fit(log=lambda _: None)
     TrainingRun(load_config(config_path), out).fit(overwrite=True, log=lambda _: None)
     assert len((out / "log.jsonl").read_text().splitlines()) == 1
+    assert not any((out / name).exists() for name in ("eval_deploy", "pose.onnx", "pose.json", ".follow_ups"))
+    assert (out / "notes.txt").read_text() == "mine"
 
 
 def test_a_concurrent_second_run_is_refused(tiny_root: Path, tmp_path: Path) -> None:

@@ -238,6 +238,33 @@ def test_user_errors_are_one_paragraph(
     )
 
 
+def test_a_run_missing_its_validation_ground_truth_stops_before_the_first_step(
+    tiny_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """Found at start-up, not at the first validation after a whole epoch with nothing saved."""
+    root = tmp_path / "no_gt"
+    shutil.copytree(tiny_root, root)
+    (root / "annot" / "gt_valid.mat").unlink()
+    config_path = write_config(tmp_path, root, epochs=1)
+    out = tmp_path / "run"
+    fails_in_process(
+        capsys, train_mpii_main, "--config", str(config_path), "--output-dir", str(out),
+        expect=f"Put HRNet's gt_valid.mat at {root.resolve() / 'annot' / 'gt_valid.mat'}",
+    )  # fmt: skip
+    assert not out.exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_a_device_this_machine_lacks_names_the_set(
+    tiny_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    fails_in_process(
+        capsys, train_mpii_main, "--config", str(write_config(tmp_path, tiny_root, epochs=1)),
+        "--set", "runtime.device=cuda", "--output-dir", str(tmp_path / "run"),
+        expect="--set runtime.device=cuda: runtime.device: 'cuda' was requested but CUDA is not available",
+    )  # fmt: skip
+
+
 def test_released_mode_evaluates_selects_and_deploys_the_official_heads(
     tiny_root: Path, tmp_path: Path
 ) -> None:

@@ -34,7 +34,8 @@ BEARPAW_COLOR = "rgb_bearpaw_mpii"  # bearpaw/pytorch-pose input normalisation (
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The command line: SRC, OUT, the source format and the experiment config."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    summary = " ".join(__doc__.split("\n\n")[0].split())  # the first paragraph: its sentence spans two lines
+    parser = argparse.ArgumentParser(description=summary)
     parser.add_argument("source", type=Path, metavar="SRC", help="the other code base's checkpoint file")
     parser.add_argument("output", type=Path, metavar="OUT", help="where to write this project's checkpoint")
     parser.add_argument(

@@ -4,8 +4,9 @@
 directory; no other process is training into it (an exclusive POSIX record lock on ``.lock``, released
 when the process ends, even by SIGKILL; unlike ``flock`` it is not inherited by forked DataLoader workers,
 which could otherwise hold it after their parent was killed); a fresh run does not land on an existing one unless ``overwrite`` is asked
-(which removes only the run's own files); a resume has a checkpoint to resume. Stale temporary files of a
-save interrupted by a kill are removed.
+(which removes the run's own files and what commands run on them wrote into the folder, ``note_follow_up``,
+and nothing else); a resume has a checkpoint to resume. Stale temporary files of a save interrupted by a
+kill are removed.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from utils.errors import UserError
 from utils.output_paths import OutputPathError, make_folder
 
 LOCK = ".lock"
+FOLLOW_UPS = ".follow_ups"  # one name a line: what evaluations, exports, demos wrote into the run folder
 
 
 class RunFolderError(UserError):
@@ -157,11 +159,31 @@ class RunFolder:
         if not overwrite:
             raise RunFolderError(
                 f"{self.path} already holds a run ({', '.join(found)}); continue it with --resume, train into "
-                "another --output-dir, or start over with --overwrite (which deletes that run's files)"
+                "another --output-dir, or start over with --overwrite (which deletes that run's files and "
+                "what was made from them there: evaluations, exports, demos)"
             )
-        for name in found:
+        for name in [*found, *follow_ups(self.path), FOLLOW_UPS]:
             target = self.path / name
-            if target.is_dir():
+            if target.is_dir() and not target.is_symlink():
                 shutil.rmtree(target)
-            else:
+            elif target.exists() or target.is_symlink():
                 target.unlink()
+
+
+def note_follow_up(path: Path) -> None:
+    """Record that a command run on a run's files (an evaluation, an export, a demo, an inspection) writes
+    ``path`` into the run's folder, so that ``--overwrite`` removes it with the run. A ``path`` whose folder
+    holds no run (no ``.lock``) is not recorded."""
+    path = Path(path)
+    folder = path.parent
+    if not (folder / LOCK).is_file() or path.name in (LOCK, FOLLOW_UPS) or path.name in follow_ups(folder):
+        return
+    with (folder / FOLLOW_UPS).open("a") as handle:
+        handle.write(path.name + "\n")
+
+
+def follow_ups(folder: Path) -> list[str]:
+    """The names ``note_follow_up`` recorded in a run folder (plain names only: nothing outside the folder)."""
+    record = Path(folder) / FOLLOW_UPS
+    names = record.read_text().splitlines() if record.is_file() else []
+    return [name for name in names if name and "/" not in name and name not in (".", "..", LOCK)]

@@ -10,6 +10,7 @@ flip test, decode) as PyTorch does.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import warnings
 from collections.abc import Callable
@@ -37,6 +38,7 @@ from engine.inference.predictor import box_crop, whole_image_box
 from utils.errors import UserError
 from utils.output_paths import prepare_outputs
 from utils.paths import SHARED_DATA
+from utils.run_folder import note_follow_up
 
 TOLERANCE = 1e-4  # the largest heatmap difference onnxruntime may have from PyTorch on the check crop
 DEFAULT_OPSET = 17
@@ -211,13 +213,18 @@ def export_onnx(
         raise UserError(f"--onnx {onnx_path}: the output file name must end in .onnx")
     read = [Path(checkpoint), *([Path(image)] if image is not None else [])]
     prepare_outputs([onnx_path, onnx_path.with_suffix(".json")], "--onnx", inputs=read, overwrite=overwrite)
-    network = deployable(load_network(checkpoint), head)
+    loaded = load_network(checkpoint)
+    network = deployable(loaded, head)
+    # a deploy.pth holds one network: its label is the head of the trained network it was extracted from
+    network = dataclasses.replace(network, head=str(loaded.state.get("source_head", network.head)))
     codec = resized_codec(network, input_hw)
     image_path = Path(image) if image is not None else default_check_image()
     batch = 2 if dynamic_batch else 1
     crops = check_crops(image_path, codec, network.pipeline.color, batch)
     wrapper = HeatmapNetwork(network.model).eval()
 
+    note_follow_up(onnx_path)
+    note_follow_up(onnx_path.with_suffix(".json"))
     torch_export(wrapper, crops[:1], onnx_path, opset, dynamic_batch)
     try:
         onnx.checker.check_model(str(onnx_path))

@@ -6,9 +6,10 @@ needs.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
-from engine.experiment.config import read_raw_config
+from engine.experiment.config import apply_override, read_raw_config
 from utils.errors import ConfigError, closest
 from utils.paths import EXPERIMENTS_DIR
 
@@ -33,14 +34,21 @@ def experiment_name(path: Path) -> str:
 
 
 def resolve_config_path(name: str) -> Path:
-    """A yaml path, or an experiment name looked up under experiments/ (e.g. 'mpii/hg4_okdhp')."""
+    """A yaml path, or an experiment name looked up under experiments/ (e.g. 'mpii/hg4_okdhp').
+
+    A shared base under experiments/ (``_defaults.yaml``: a file other yamls start from) is not an experiment.
+    """
     path = Path(name)
-    if path.is_file():
-        return path
-    for candidate in (EXPERIMENTS_DIR / name, EXPERIMENTS_DIR / f"{name}.yaml"):
-        if candidate.is_file():
-            return candidate
     known = [experiment_name(p) for p in experiment_paths()]
+    for candidate in (path, EXPERIMENTS_DIR / name, EXPERIMENTS_DIR / f"{name}.yaml"):
+        if not candidate.is_file():
+            continue
+        if candidate.name.startswith("_") and candidate.resolve().is_relative_to(EXPERIMENTS_DIR.resolve()):
+            raise ConfigError(
+                f"config '{name}' is a shared base that experiments start from (base: {candidate.name}), not an "
+                f"experiment{closest(name, known)}; experiments: {', '.join(known)}"
+            )
+        return candidate
     raise ConfigError(f"config '{name}' not found{closest(name, known)}; experiments: {', '.join(known)}")
 
 
@@ -54,9 +62,13 @@ def trainer_for(config: str) -> str:
     raise ConfigError(f"{config}: data.name {name!r} has no training script (known: mpii, coco, ochuman)")
 
 
-def missing_teachers(config: str) -> list[str]:
-    """The experiments that train the teachers of ``config`` whose checkpoint file does not exist yet."""
-    teachers = read_raw_config(resolve_config_path(config)).get("teachers") or {}
+def missing_teachers(config: str, overrides: Iterable[str] = ()) -> list[str]:
+    """The experiments that train the teachers of ``config`` whose checkpoint file does not exist yet, with the
+    run's ``--set`` overrides applied (``--set teachers.teacher.checkpoint=PATH`` names an existing one)."""
+    raw = read_raw_config(resolve_config_path(config))
+    for item in overrides:
+        apply_override(raw, item)
+    teachers = raw.get("teachers") or {}
     missing = []
     for name, section in teachers.items():
         if not isinstance(section, dict) or Path(str(section.get("checkpoint", ""))).expanduser().is_file():

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from datasets.codec import HeatmapCodec
+from models.output import PoseOutput
 from models.registry import MODELS
 from utils.errors import ConfigError
 
@@ -34,11 +35,12 @@ def model_section_for(section: Mapping[str, Any], num_joints: int) -> dict[str, 
     return section
 
 
-def check_input_size(section: Mapping[str, Any], codec: HeatmapCodec) -> None:
+def check_input_size(section: Mapping[str, Any], codec: HeatmapCodec) -> PoseOutput:
     """Refuse an input size the network cannot take, or whose heatmaps are not the codec's heatmap size.
 
     The network is built on the meta device (no memory, no arithmetic) and run once on an input of the
-    configured size.
+    configured size; its output (meta tensors: the shapes and the heads it has) is returned for other
+    start-up checks (e.g. a loss's of a teacher's mask head).
     """
     width, height = codec.input_size
     with torch.device("meta"), torch.no_grad():
@@ -64,6 +66,7 @@ def check_input_size(section: Mapping[str, Any], codec: HeatmapCodec) -> None:
             f"{out_width}x{out_height} heatmaps for a {width}x{height} input; set data.heatmap_size: "
             f"[{out_width}, {out_height}]"
         )
+    return output
 
 
 def _round_up(value: int, multiple: int) -> int:

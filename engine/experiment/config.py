@@ -53,9 +53,8 @@ class RuntimeConfig:
     """Where and how the computation runs; read only by engine/runtime/execution.py (and the loaders' worker count)."""
 
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    precision: str = (
-        "fp32"  # fp32 (the paper's) | bf16 | fp16 | auto (bf16 where the device runs it natively)
-    )
+    # fp32 (the paper's) | bf16 | fp16 | auto (bf16 where the device runs it natively) | fp64 (a verification mode)
+    precision: str = "fp32"
     channels_last: bool = False  # NHWC memory format for convolutions
     compile: bool = False  # torch.compile the model (eager with a warning where no compiler works)
     deterministic: bool = False  # deterministic algorithms (bit-for-bit resume on CPU)
@@ -88,7 +87,7 @@ class TestConfig:
 
 SELECT_MODES = ("best_branch", "ensemble", "branch0")
 OPTIMIZERS = ("adam", "adamw", "sgd")
-PRECISIONS = ("fp32", "bf16", "fp16", "auto")
+PRECISIONS = ("fp32", "bf16", "fp16", "auto", "fp64")
 MOVED_KEYS = {"train.workers": "runtime.workers", "train.device": "runtime.device"}
 MOVED_KEYS["train.deterministic"] = "runtime.deterministic"
 

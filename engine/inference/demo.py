@@ -32,7 +32,9 @@ from engine.inference.predictor import Predictor, box_crop, whole_image_box
 from engine.runtime.execution import make_runtime
 from utils.errors import DataError, UserError
 from utils.output_paths import prepare_outputs
+from utils.run_folder import note_follow_up
 
+EXIF_ORIENTATION = 0x0112  # the EXIF tag saying how a viewer turns the stored pixels
 COCO_RESULTS_FILE = "coco_results.json"
 MAX_BOX_FACTOR = 100  # a box more than this many times the image's larger side is refused (wrong units?)
 
@@ -267,10 +269,23 @@ def run_demo(
     if onnx is not None:
         read.append(Path(onnx).with_suffix(".json"))
     prepare_outputs(outputs, "--out", inputs=read, overwrite=overwrite)
+    note_follow_up(out_dir)
 
-    written, all_results = [], []
+    written, all_results, unreadable = [], [], []
     for path in images:
-        image = read_image(path)
+        try:
+            image = read_image(path)
+        except DataError as error:  # one bad file does not stop a folder: said now, and again at the end
+            log(f"{path.name}: {error}; skipped")
+            unreadable.append(str(error))
+            continue
+        orientation = exif_orientation(path)
+        if orientation != 1:
+            log(
+                f"{path.name}: its EXIF orientation tag ({orientation}) is ignored: the image is used as "
+                "stored, as the datasets' annotations are (viewers show it turned); turn its pixels first if the "
+                "person lies sideways"
+            )
         persons = persons_of(path, image, boxes, detections)
         if persons is None:
             log(f"{path.name}: no {'boxes' if boxes is not None else 'detections'} for it, skipped")
@@ -294,7 +309,7 @@ def run_demo(
         js.write_text(json.dumps(document, indent=1) + "\n")
         log(f"{path.name}: {len(persons)} person(s) -> {png}, {js}")
         written.append({"image": path, "png": png, "json": js, "keypoints": keypoints, "scores": scores})
-    if not written:
+    if not written and not unreadable:
         raise DataError(
             f"none of the {len(images)} image(s) has a person box in "
             f"{boxes_file if boxes is not None else detections_file}: "
@@ -304,9 +319,25 @@ def run_demo(
                 else "detections match the image whose file name stem is their image_id (000000000785.jpg -> 785)"
             )
         )
-    if skeleton.name == "coco":
+    if skeleton.name == "coco" and written:
         (out_dir / COCO_RESULTS_FILE).write_text(json.dumps(all_results) + "\n")
+    if unreadable:
+        raise DataError(
+            f"{len(unreadable)} of the {len(images)} image(s) could not be read (each is named above; the "
+            f"first: {unreadable[0]}); the other {len(written)} were written to {out_dir}"
+        )
     return written
+
+
+def exif_orientation(path: Path) -> int:
+    """The EXIF orientation tag of an image file (1: shown as stored; also when there is none or no Pillow)."""
+    try:
+        from PIL import Image
+
+        with Image.open(path) as image:
+            return int(image.getexif().get(EXIF_ORIENTATION, 1))
+    except Exception:  # Pillow missing, or a file it cannot parse: OpenCV's reading decides
+        return 1
 
 
 def _coco_entries(

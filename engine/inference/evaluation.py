@@ -18,6 +18,7 @@ from engine.runtime.execution import runtime_from_config
 from engine.runtime.loader import make_loader
 from utils.errors import ConfigError
 from utils.output_paths import prepare_outputs
+from utils.run_folder import note_follow_up
 
 PIPELINE_KEYS = (
     "input_size",
@@ -54,8 +55,9 @@ def evaluate_checkpoint(
     data = _pipeline_of_checkpoint(state, config)
     output_dir = output_dir or checkpoint.parent / f"eval_{checkpoint.stem}"
     prepare_outputs([output_dir / "tables.json"], "--output-dir", inputs=[checkpoint], overwrite=overwrite)
+    note_follow_up(output_dir)
 
-    runtime = runtime_from_config(config.runtime)
+    runtime = runtime_from_config(config.runtime, config.origin)
     codec = build_codec(data)
     dataset = build_dataset(data, split="valid", train=False, seed=config.seed, codec=codec)
     loader = make_loader(

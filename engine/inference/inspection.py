@@ -25,6 +25,7 @@ from engine.experiment.config import load_config
 from engine.inference.networks import load_network
 from utils.errors import ConfigError, UserError
 from utils.output_paths import prepare_outputs
+from utils.run_folder import note_follow_up
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -86,6 +87,7 @@ def inspect_checkpoint(
     weights = fau_weights(model, images)  # (N, T, J)
     heads = model(images).heads()
     branch_names = [name for name in heads if name != "ensemble"]
+    note_follow_up(out_dir)
     mean = weights.mean(dim=0).T.numpy()  # (J, T)
     summary = {
         "checkpoint": str(checkpoint),

@@ -159,12 +159,15 @@ class CpuSyncBatchNorm(nn.BatchNorm2d):
         if not (self.training and dist.is_available() and dist.is_initialized()):
             return super().forward(input)
         channels = input.shape[1]
+        shape = (1, channels, 1, 1)
         count = torch.tensor([input.numel() / channels], dtype=input.dtype, device=input.device)
-        sums = torch.cat([input.sum(dim=(0, 2, 3)), input.square().sum(dim=(0, 2, 3)), count])
-        sums = _SumOverProcesses.apply(sums)
+        sums = _SumOverProcesses.apply(torch.cat([input.sum(dim=(0, 2, 3)), count]))
         total = sums[-1]
         mean = sums[:channels] / total
-        var = sums[channels : 2 * channels] / total - mean.square()
+        # Two passes, as BatchNorm2d: the variance as the mean of squared deviations, not E[x^2] - mean^2,
+        # whose cancellation loses most digits of fp32 when the mean is large against the spread.
+        centered = input - mean.reshape(shape)
+        var = _SumOverProcesses.apply(centered.square().sum(dim=(0, 2, 3))) / total
         if self.track_running_stats:
             with torch.no_grad():
                 self.num_batches_tracked.add_(1)
@@ -174,8 +177,7 @@ class CpuSyncBatchNorm(nn.BatchNorm2d):
                 unbiased = var * total / (total - 1).clamp(min=1)
                 self.running_mean.mul_(1 - momentum).add_(momentum * mean)
                 self.running_var.mul_(1 - momentum).add_(momentum * unbiased)
-        shape = (1, channels, 1, 1)
-        output = (input - mean.reshape(shape)) * torch.rsqrt(var.reshape(shape) + self.eps)
+        output = centered * torch.rsqrt(var.reshape(shape) + self.eps)
         if self.affine:
             output = output * self.weight.reshape(shape) + self.bias.reshape(shape)
         return output

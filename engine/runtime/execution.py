@@ -22,6 +22,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from engine.experiment.config import ConfigOrigin
 from engine.runtime.distributed import convert_sync_batchnorm, init_from_env
 from utils.errors import ConfigError
 
@@ -33,7 +34,7 @@ class Runtime:
     device: torch.device
     rank: int = 0
     world_size: int = 1
-    precision: str = "fp32"  # resolved: fp32 | bf16 | fp16
+    precision: str = "fp32"  # resolved: fp32 | bf16 | fp16 | fp64 (a verification mode)
     channels_last: bool = False
     compile: bool = False
     sync_batchnorm: bool = False
@@ -50,12 +51,17 @@ class Runtime:
     def autocast_dtype(self) -> torch.dtype | None:
         return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
 
+    @property
+    def dtype(self) -> torch.dtype | None:
+        """The dtype of weights and batches: float64 in the fp64 verification mode, else left as they are."""
+        return torch.float64 if self.precision == "fp64" else None
+
     # ------------------------------------------------------------------ model
     def prepare(self, model: nn.Module) -> nn.Module:
         """Move the model to the device and wrap it as configured (SyncBatchNorm, channels_last, DDP, compile)."""
         if self.sync_batchnorm and self.distributed:
             model = convert_sync_batchnorm(model, self.device.type)
-        model = model.to(self.device)
+        model = model.to(self.device, dtype=self.dtype)
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
         if self.distributed:
@@ -86,16 +92,20 @@ class Runtime:
 
     def images(self, images: Tensor) -> Tensor:
         """A batch of images on the device, in the configured memory format."""
-        images = images.to(self.device, non_blocking=True)
+        images = images.to(self.device, dtype=self.dtype, non_blocking=True)
         return images.contiguous(memory_format=torch.channels_last) if self.channels_last else images
 
     def batch(self, batch: dict[str, Any]) -> dict[str, Any]:
-        """Every tensor of a collated batch on the device (nested ``meta`` left on the host)."""
-        moved = {
-            k: v.to(self.device, non_blocking=True) if isinstance(v, Tensor) else v for k, v in batch.items()
-        }
+        """Every tensor of a collated batch on the device (nested ``meta`` left on the host); in the fp64 mode
+        every floating tensor in float64."""
+        moved = {k: self.tensor(v) if isinstance(v, Tensor) else v for k, v in batch.items()}
         moved["image"] = self.images(batch["image"])
         return moved
+
+    def tensor(self, value: Tensor) -> Tensor:
+        """A tensor on the device (in float64 in the fp64 mode, when it is a floating one)."""
+        dtype = self.dtype if value.is_floating_point() else None
+        return value.to(self.device, dtype=dtype, non_blocking=True)
 
     def autocast(self) -> contextlib.AbstractContextManager:
         """The autocast context of the configured precision (a no-op for fp32)."""
@@ -126,6 +136,23 @@ class Runtime:
         value = torch.tensor([1.0 if flag else 0.0], device=self.device)
         dist.all_reduce(value, op=dist.ReduceOp.MAX)
         return bool(value.item() > 0)
+
+    def sum_over_ranks(self, values: list[float]) -> list[float]:
+        """Each value summed over the processes (every rank must call it: it is a collective)."""
+        if not self.distributed:
+            return list(values)
+        total = torch.tensor(values, dtype=torch.float64, device=self.device)
+        dist.all_reduce(total)
+        return total.tolist()
+
+    def process_share(self, size: int) -> float:
+        """The weight of this process's loss (a mean over its ``size`` samples of the step) that makes DDP's
+        gradient average the gradient of the global batch's mean: ``W * size / global size``, 1 when every
+        process holds an equal share (a collective)."""
+        if not self.distributed:
+            return 1.0
+        (total,) = self.sum_over_ranks([float(size)])
+        return self.world_size * size / total
 
     def state_dict(self) -> dict[str, Any]:
         """What a resume needs of the runtime (the fp16 loss scale)."""
@@ -193,16 +220,23 @@ def make_runtime(
     )
 
 
-def runtime_from_config(section: Any) -> Runtime:
-    """``make_runtime`` from a ``RuntimeConfig`` (the ``runtime:`` section of an experiment)."""
-    return make_runtime(
-        section.device,
-        section.deterministic,
-        precision=section.precision,
-        channels_last=section.channels_last,
-        compile=section.compile,
-        sync_batchnorm=section.sync_batchnorm,
-    )
+def runtime_from_config(section: Any, origin: ConfigOrigin | None = None) -> Runtime:
+    """``make_runtime`` from a ``RuntimeConfig`` (the ``runtime:`` section of an experiment).
+
+    An error about a value (e.g. ``runtime.device: cuda`` on a machine without one) names where the value came
+    from: the ``--set`` override or the yaml file of ``origin`` (the config's).
+    """
+    try:
+        return make_runtime(
+            section.device,
+            section.deterministic,
+            precision=section.precision,
+            channels_last=section.channels_last,
+            compile=section.compile,
+            sync_batchnorm=section.sync_batchnorm,
+        )
+    except ConfigError as error:
+        raise (origin.blame(error) if origin is not None else error) from None
 
 
 def process_group_info() -> tuple[int, int, int]:

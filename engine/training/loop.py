@@ -39,10 +39,12 @@ def train_one_epoch(
     *,
     max_iters: int | None = None,
 ) -> dict[str, float]:
-    """One pass over the training data; returns each loss term averaged over the samples seen.
+    """One pass over the training data; returns each loss term averaged over the samples seen by every process.
 
     The engine names no batch entry but the image: the loss receives the whole batch (``loss(output, batch,
-    epoch)``) and the runtime runs the forward (autocast), the backward and the step.
+    epoch)``) and the runtime runs the forward (autocast), the backward and the step. With several processes
+    each one's loss weighs by its share of the global batch (an uneven last batch: 2 + 1 samples), so that the
+    step is the one of a single process on the whole global batch.
     """
     model.train()
     sums: dict[str, float] = defaultdict(float)
@@ -57,7 +59,7 @@ def train_one_epoch(
             output: PoseOutput = model(batch["image"])
         terms = loss_fn(output.float(), batch, epoch)
         # One device-to-host copy for all (scalar) terms, instead of two synchronisations per term.
-        values = dict(zip(terms, torch.stack([v.detach().float() for v in terms.values()]).tolist()))
+        values = dict(zip(terms, torch.stack([v.detach().double() for v in terms.values()]).tolist()))
         bad = next(((name, value) for name, value in values.items() if not math.isfinite(value)), None)
         if runtime.any_rank(bad is not None):
             # Every process stops, with the same message (the first process that saw the value names it).
@@ -70,15 +72,17 @@ def train_one_epoch(
                 "training stopped and the last good checkpoint was left as it was. Lower the learning "
                 "rate or check the data of this batch, then continue with --resume."
             )
-        runtime.backward_step(terms["total"], optimizer)
-
         size = batch["image"].shape[0]
+        share = runtime.process_share(size)
+        runtime.backward_step(terms["total"] if share == 1 else terms["total"] * share, optimizer)
+
         seen += size
         for name, value in values.items():
             sums[name] += value * size
         progress.set_postfix({k: f"{sums[k] / seen:.3g}" for k in _progress_terms(sums)})
     progress.close()
-    return {name: total / max(seen, 1) for name, total in sums.items()}
+    *totals, seen = runtime.sum_over_ranks([*sums.values(), seen])  # every process's samples, not rank 0's
+    return {name: total / max(seen, 1) for name, total in zip(sums, totals)}
 
 
 def _progress_terms(sums: dict[str, float]) -> list[str]:

@@ -29,7 +29,7 @@ from engine.training.curves import plot_curves
 from engine.training.log import append_record, truncate_log
 from engine.training.loop import select_head, train_one_epoch
 from engine.training.resume import OPTIMIZER_KEYS, allowed_changes, check_epochs, follow_train_config
-from engine.training.teachers import build_teachers, check_loss_teachers
+from engine.training.teachers import build_teachers, check_loss_teachers, check_teacher_outputs
 from losses.joints_mse import check_batch_keys
 from losses.registry import build_loss
 from models.distiller import Distiller
@@ -68,12 +68,12 @@ class TrainingRun:
         self.folder = RunFolder(Path(output_dir), RUN_FILES)
         self.output_dir = self.folder.path
         self.workers = config.runtime.workers if workers is None else workers
-        self.runtime = runtime_from_config(config.runtime)
+        self.runtime = runtime_from_config(config.runtime, config.origin)
         self.codec: HeatmapCodec = build_codec(config.data)
         self.skeleton = skeleton_of(config.data)
         try:
             self.model_section = model_section_for(config.model, self.skeleton.num_joints)
-            check_input_size(self.model_section, self.codec)
+            student_output = check_input_size(self.model_section, self.codec)
         except ConfigError as error:
             raise blame(config, error) from None
         self.train_set = build_dataset(
@@ -82,17 +82,19 @@ class TrainingRun:
         self.val_set = build_dataset(
             config.data, split="valid", train=False, seed=config.seed, codec=self.codec
         )
+        self.val_set.check_scoring()  # e.g. MPII's gt_valid.mat: now, not at the first validation
         seed_everything(config.seed)
         self.network: PoseModel = build_model(self.model_section)
         if config.train.init_from:
             load_init_weights(self.network, config.train.init_from)
         check_loss_teachers(config)
         self.pipeline = Pipeline.from_config(config, self.codec)
-        teachers = build_teachers(config, self.pipeline)
+        teachers, teacher_outputs = build_teachers(config, self.pipeline)
         self.trainee: PoseModel = Distiller(self.network, teachers) if teachers else self.network
         self.model = self.runtime.prepare(self.trainee)
         self.loss_fn = build_loss(config.loss).to(self.runtime.device)
         check_batch_keys(self.loss_fn, self.train_set.batch_keys, config.loss["name"], config.data["name"])
+        check_teacher_outputs(self.loss_fn, student_output, teacher_outputs, config)
         self.optimizer = build_optimizer(self.trainee, config.train)
         self.scheduler = build_scheduler(self.optimizer, config.train)
         runtime = self.runtime

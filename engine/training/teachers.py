@@ -14,8 +14,10 @@ from engine.experiment.checks import check_input_size, model_section_for
 from engine.experiment.config import ExperimentConfig
 from engine.inference.networks import load_network
 from engine.inference.pipeline import Pipeline
+from losses.joints_mse import PoseLoss
 from losses.registry import LOSSES
 from models.distiller import FrozenTeacher, epoch_range, freeze
+from models.output import PoseOutput
 from utils.checkpoint import file_sha256
 from utils.errors import CheckpointError, ConfigError
 
@@ -34,14 +36,17 @@ def check_loss_teachers(config: ExperimentConfig) -> None:
         )
 
 
-def build_teachers(config: ExperimentConfig, student: Pipeline) -> dict[str, FrozenTeacher]:
-    """The frozen teachers of the ``teachers:`` section, with the epochs each one teaches.
+def build_teachers(
+    config: ExperimentConfig, student: Pipeline
+) -> tuple[dict[str, FrozenTeacher], dict[str, PoseOutput]]:
+    """The frozen teachers of the ``teachers:`` section, with the epochs each one teaches, and the output of
+    each one's network on the meta device (the heads it has, for the loss's ``check_outputs``).
 
     Each teacher must predict the student's joints (its skeleton), see the student's input as it was trained
     to (its colour normalisation) and give heatmaps of the student's size for the run's input (checked on the
     meta device before its weights are read, when the config gives its model section).
     """
-    teachers = {}
+    teachers, outputs = {}, {}
     for name, section in config.teachers.items():
         path = Path(section.checkpoint).expanduser()
         label = f"teachers.{name}.checkpoint"
@@ -52,18 +57,37 @@ def build_teachers(config: ExperimentConfig, student: Pipeline) -> dict[str, Fro
             )
         model_section = None
         if section.model is not None:
-            model_section = teacher_section(section.model, f"teachers.{name}.model", student)
+            model_section, outputs[name] = teacher_section(section.model, f"teachers.{name}.model", student)
         loaded = load_network(path, section=model_section, plain_ok=True, label=label)
         if model_section is None:
             check_teacher_pipeline(loaded.pipeline, f"{label} ({path})", student)
-            teacher_section(loaded.section, f"{label} ({path})", student)
+            _, outputs[name] = teacher_section(loaded.section, f"{label} ({path})", student)
         start, end = epoch_range(section.start, section.end, config.train.epochs)
         teachers[name] = FrozenTeacher(freeze(loaded.model), start, end, str(path), file_sha256(path))
-    return teachers
+    return teachers, outputs
 
 
-def teacher_section(section: Mapping[str, Any], where: str, student: Pipeline) -> dict[str, Any]:
-    """A teacher's model section checked against the student's joints and input size (``where`` names it)."""
+def check_teacher_outputs(
+    loss: PoseLoss, student: PoseOutput, teachers: dict[str, PoseOutput], config: ExperimentConfig
+) -> None:
+    """The loss's ``check_outputs`` (e.g. ODKD's senior teacher needs a mask head), its error naming the
+    teacher's file: found before the first step, not in the epoch that teacher starts teaching."""
+    try:
+        loss.check_outputs(student, teachers)
+    except ConfigError as error:
+        name = (error.key or "").removeprefix("teachers.")
+        if name not in config.teachers:
+            raise
+        raise ConfigError(
+            f"teachers.{name}.checkpoint ({config.teachers[name].checkpoint}): {error}", key=error.key
+        ) from None
+
+
+def teacher_section(
+    section: Mapping[str, Any], where: str, student: Pipeline
+) -> tuple[dict[str, Any], PoseOutput]:
+    """A teacher's model section checked against the student's joints and input size (``where`` names it),
+    and the network's output on the meta device."""
     joints = student.skeleton.num_joints
     given = section.get("num_joints")
     if given is not None and given != joints:
@@ -74,10 +98,10 @@ def teacher_section(section: Mapping[str, Any], where: str, student: Pipeline) -
         )
     try:
         checked = model_section_for(section, joints)
-        check_input_size(checked, student.codec)
+        output = check_input_size(checked, student.codec)
     except ConfigError as error:
         raise ConfigError(f"{where}: {error}") from None
-    return checked
+    return checked, output
 
 
 def check_teacher_pipeline(pipeline: Pipeline | None, where: str, student: Pipeline) -> None:
