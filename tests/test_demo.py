@@ -254,7 +254,7 @@ def test_bad_inputs_give_one_paragraph(run_dir, mpii_data, tmp_path, capsys, mon
     assert_one_paragraph(
         code, stderr, "1 of the 2 image(s) could not be read", "notes.jpg", "the other 1 were"
     )
-    assert (tmp_path / "folder_out" / "turned.png").is_file()
+    assert (tmp_path / "folder_out" / "turned.jpg.png").is_file()
     assert "turned.jpg: its EXIF orientation tag (6) is ignored" in stdout
 
     boxes = tmp_path / "boxes.json"
