@@ -59,6 +59,7 @@ class LoadedNetwork:
 def load_network(
     checkpoint: str | Path,
     *,
+    contents: Any = None,
     config: ExperimentConfig | None = None,
     overrides: Sequence[str] = (),
     section: Mapping[str, Any] | None = None,
@@ -68,32 +69,17 @@ def load_network(
 ) -> LoadedNetwork:
     """Rebuild and fill the network of ``checkpoint``.
 
-    The experiment config is ``config`` if given, else the one saved in the file (with ``overrides``); the
-    pipeline is always the file's own (what the network was trained with). The model section is ``section`` if given, else the file's own (``model_config`` of a deploy or converted
-    file), else the config's. ``plain_ok`` also accepts a plain state_dict (``{'state_dict': ...}`` too), such
-    as a published HRNet file, which needs ``section``. ``label`` names the file in errors (e.g.
-    ``teachers.pt``); ``advice`` ends a weights-mismatch error.
+    ``contents``: what the file holds, when the caller has read it already (it is checked all the same). The
+    experiment config is ``config`` if given, else the one saved in the file (with ``overrides``); the
+    pipeline is always the file's own (what the network was trained with). The model section is ``section``
+    if given, else the file's own (``model_config`` of a deploy or converted file), else the config's.
+    ``plain_ok`` also accepts a plain state_dict (``{'state_dict': ...}`` too), such as a published HRNet file,
+    which needs ``section``. ``label`` names the file in errors (e.g. ``teachers.pt``); ``advice`` ends a
+    weights-mismatch error.
     """
     source = Path(checkpoint).expanduser()
-    contents = read_torch_file(source) if plain_ok else load_checkpoint(source)
-    return network_from_contents(
-        contents, source, config=config, overrides=overrides, section=section, plain_ok=plain_ok, label=label,
-        advice=advice,
-    )  # fmt: skip
-
-
-def network_from_contents(
-    contents: Any,
-    source: Path,
-    *,
-    config: ExperimentConfig | None = None,
-    overrides: Sequence[str] = (),
-    section: Mapping[str, Any] | None = None,
-    plain_ok: bool = False,
-    label: str | None = None,
-    advice: str = DEFAULT_ADVICE,
-) -> LoadedNetwork:
-    """``load_network`` for a file already read (``source`` names it); the same checks."""
+    if contents is None:
+        contents = read_torch_file(source) if plain_ok else load_checkpoint(source)
     name = f"{label} ({source})" if label else str(source)
     if plain_ok and not (isinstance(contents, dict) and "model" in contents):
         return _plain_network(contents, source, name, section, advice)

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from engine.experiment.config import TrainConfig
-from engine.inference.networks import network_from_contents
+from engine.inference.networks import load_network
 from engine.runtime.execution import unwrap
 from models.output import PoseModel
 from utils.checkpoint import CHECKPOINT_KINDS, is_state_dict, load_checkpoint
@@ -69,11 +69,10 @@ def load_init_weights(model: nn.Module, path: str | Path) -> None:
     hint = ""
     if saved.get("name") == "okdhp_hourglass" and built.get("name") == "hourglass":
         hint = " To start a single network from one branch, use that branch's deploy checkpoint."
-    loaded = network_from_contents(
-        {
-            key: value for key, value in state.items() if key != "config"
-        },  # the run's own config rules the model
+    without_config = {key: value for key, value in state.items() if key != "config"}  # the run's config rules
+    loaded = load_network(
         path,
+        contents=without_config,
         section=built,
         label=f"init weights (a {kind} checkpoint of {describe_section(saved)})",
         advice=f"The config builds {describe_section(built)}.{hint}",
