@@ -44,8 +44,14 @@ def ochuman_data() -> Path:
     return _require_shared("ochuman")
 
 
+def _test_threads() -> int:
+    """Torch threads per test process: OMP_NUM_THREADS when set (parallel runs), else at most 2."""
+    wanted = os.environ.get("OMP_NUM_THREADS", "")
+    return int(wanted) if wanted.isdigit() and int(wanted) > 0 else min(2, os.cpu_count() or 1)
+
+
 @pytest.fixture(autouse=True)
 def _few_threads():
     """Keep CPU tests predictable on small CI machines."""
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    torch.set_num_threads(_test_threads())
     yield
