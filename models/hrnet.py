@@ -240,7 +240,12 @@ class HRNet(PoseModel):
                 parameter.requires_grad_(name.startswith("mask_layer."))
 
     def init_weights(self) -> None:
-        """The reference's initialisation without a pretrained file: convs N(0, 0.001), zero biases, BN 1/0."""
+        """The reference's initialisation without a pretrained file: convs N(0, 0.001), zero biases, BN 1/0.
+
+        A network built on the meta device (shapes only, for counting) has no values to draw: skipped there.
+        """
+        if self.conv1.weight.is_meta:
+            return
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.normal_(module.weight, std=0.001)

@@ -17,6 +17,7 @@ from engine.cli import run_cli
 from engine.convert.onnx import TOLERANCE, color_description
 from engine.inference.onnx_network import SIDECAR_FORMAT, OnnxRuntimeNetwork
 from models.registry import build_model
+from tests.conftest import require_package
 from tests.deploy_helpers import (
     coco_data_section,
     max_abs,
@@ -29,7 +30,7 @@ from tools.export import main as export_main
 from tools.standalone_pose import main as standalone_main
 from utils.checkpoint import load_checkpoint, save_checkpoint
 
-pytest.importorskip("onnxruntime")
+require_package("onnxruntime")
 
 SIDECAR_KEYS = {
     "format", "onnx_file", "opset", "input", "output", "input_size", "heatmap_size", "stride", "sigma",

@@ -38,7 +38,9 @@ def _one_thread() -> None:
     torch.set_num_threads(1)  # conftest sets its own count again for the next test
 
 
-def short_run(folder: Path, experiment: str, data: dict[str, Any], train: dict[str, Any]) -> dict[str, Any]:
+def short_run(
+    folder: Path, experiment: str, data: dict[str, Any], train: dict[str, Any], precision: str = "fp32"
+) -> dict[str, Any]:
     """Train the experiment's recipe with a small hourglass into ``folder/run``: its config, run and folder."""
     config_path = folder / "short.yaml"
     config_path.write_text(
@@ -49,7 +51,7 @@ def short_run(folder: Path, experiment: str, data: dict[str, Any], train: dict[s
                 "model": SMALL_HOURGLASS,
                 "data": data,
                 "train": {"batch_size": 4, "lr": LR, **train},
-                "runtime": {"device": "cpu", "workers": 0},
+                "runtime": {"device": "cpu", "workers": 0, "precision": precision},
                 "test": {"batch_size": 32},
             }
         )
@@ -66,11 +68,20 @@ def short_run(folder: Path, experiment: str, data: dict[str, Any], train: dict[s
 
 
 @pytest.fixture(scope="module")
-def mpii_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    folder = tmp_path_factory.mktemp("mpii_learning")
-    root = make_synthetic_mpii(folder / "data", num_train=192, num_valid=32, image_size=128)
+def mpii_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("mpii_learning_data")
+    return make_synthetic_mpii(folder / "data", num_train=192, num_valid=32, image_size=128)
+
+
+def mpii_short_run(folder: Path, root: Path, precision: str) -> dict[str, Any]:
     data = {"root": str(root), "input_size": [64, 64], "heatmap_size": [16, 16], "sigma": 1.0}
-    return short_run(folder, "mpii/hg2_baseline", data, {"epochs": 8, "lr_steps": MPII_STEPS, "val_every": 4})
+    train = {"epochs": 8, "lr_steps": MPII_STEPS, "val_every": 4}
+    return short_run(folder, "mpii/hg2_baseline", data, train, precision=precision)
+
+
+@pytest.fixture(scope="module")
+def mpii_run(mpii_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    return mpii_short_run(tmp_path_factory.mktemp("mpii_learning"), mpii_root, "fp32")
 
 
 @pytest.fixture(scope="module")
@@ -137,6 +148,19 @@ def test_flip_test_is_at_least_as_good_as_no_flip(mpii_run: dict[str, Any]) -> N
     run.predictor.pipeline = with_flip
     assert tables[True]["Mean"] >= tables[False]["Mean"], tables
     assert tables[True]["Mean"] == pytest.approx(run.best_metric, abs=1e-9)  # validation used the flip test
+
+
+BF16_TOLERANCE = 5.0  # PCKh points: bf16 autocast rounds every activation to 8 bits of mantissa
+
+
+@pytest.mark.slow
+def test_bf16_trains_like_fp32(mpii_run: dict[str, Any], mpii_root: Path, tmp_path: Path) -> None:
+    """The same short run under bf16 autocast ends within BF16_TOLERANCE of fp32's PCKh, far above the floor."""
+    bf16 = mpii_short_run(tmp_path, mpii_root, "bf16")
+    assert bf16["run"].runtime.precision == "bf16"
+    fp32_pckh = read_log(mpii_run["folder"] / "log.jsonl")[-1]["metric"]["branch0"]
+    bf16_pckh = read_log(bf16["folder"] / "log.jsonl")[-1]["metric"]["branch0"]
+    assert abs(bf16_pckh - fp32_pckh) <= BF16_TOLERANCE, (fp32_pckh, bf16_pckh)
 
 
 # ------------------------------------------------------------------------------------------------- COCO

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,7 @@ from engine.experiment.config import load_config
 from engine.inference.evaluation import evaluate_checkpoint
 from engine.runtime.distributed import EpochShuffleSampler
 from engine.training.run import TrainingRun
-from tests.test_training import REPO, fails_in_process, run_cli, train_mpii_main, write_config
+from tests.test_training import fails_in_process, train_mpii_main, write_config
 from utils.checkpoint import load_checkpoint
 from utils.run_folder import RunFolderError, note_follow_up
 
@@ -102,24 +101,41 @@ def test_a_second_fresh_run_into_a_run_folder_is_refused_and_changes_nothing(
     assert (out / "notes.txt").read_text() == "mine"
 
 
-def test_a_concurrent_second_run_is_refused(tiny_root: Path, tmp_path: Path) -> None:
-    config_path = write_config(
-        tmp_path, tiny_root, epochs=200
-    )  # long enough to still run when the second starts
+HOLD_LOCK = """
+import fcntl, os, sys, time
+handle = open(sys.argv[1], "a+")
+fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as a training process holds its run folder
+handle.truncate(0)
+handle.write(f"{os.getpid()}\\n")
+handle.flush()
+print("locked", flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_concurrent_second_run_is_refused(
+    tiny_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    config_path = write_config(tmp_path, tiny_root, epochs=1)
     out = tmp_path / "run"
-    command = [sys.executable, "train_mpii.py", "--config", str(config_path), "--output-dir", str(out)]
-    first = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 60
-    while not (out / ".lock").is_file() or not (out / ".lock").read_text().strip():
-        assert time.time() < deadline and first.poll() is None, "the first run did not start"
-        time.sleep(0.05)
-    second = run_cli(*command[1:], "--overwrite")
-    assert second.returncode == 2, second.stderr
-    assert f"another training (process {first.pid}) is running in {out}" in second.stderr
-    assert first.poll() is None, "the first run ended before the second one was tried"
-    first.kill()
-    first.wait()
-    assert (out / "config.yaml").is_file()  # the refused --overwrite deleted nothing of the running run
+    TrainingRun(load_config(config_path), out).fit(log=lambda _: None)
+    before = fingerprints(out)
+    # another process holds the folder's lock, as a training still running there does
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(out / ".lock")], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        for extra in (("--overwrite",), ("--resume",)):
+            fails_in_process(
+                capsys, train_mpii_main, "--config", str(config_path), "--output-dir", str(out), *extra,
+                expect=f"another training (process {holder.pid}) is running in {out}",
+            )  # fmt: skip
+        assert holder.poll() is None, "the lock holder ended before the second run was tried"
+    finally:
+        holder.kill()
+        holder.wait()
+    assert fingerprints(out) == before  # the refused --overwrite / --resume changed nothing of the run
 
 
 def test_resume_with_nothing_to_resume_says_what_is_true(tiny_root: Path, tmp_path: Path) -> None:

@@ -82,3 +82,9 @@ def test_the_list_holds_the_demos_and_a_shared_base_is_no_experiment(tmp_path: P
     assert "'mpii/_defaults' is a shared base that experiments start from" in result.stderr
     result, _ = start(tmp_path, "mpii/hg4_fpdd")
     assert result.returncode == 2 and "did you mean 'mpii/hg4_fpd'?" in result.stderr
+
+
+def test_table_runs_the_table_tool_with_the_data_root_and_the_arguments(tmp_path: Path) -> None:
+    result, commands = start(tmp_path, "table", "okdhp_mpii", "--quick", "--output-root", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert commands == [f"tools/table.py okdhp_mpii --quick --output-root {tmp_path}"]

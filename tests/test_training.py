@@ -32,6 +32,17 @@ def tiny_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_synthetic_mpii(tmp_path_factory.mktemp("tiny_mpii"), num_train=24, num_valid=8, image_size=64)
 
 
+@pytest.fixture(scope="module")
+def straight_run(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """``(config, run folder)`` of one uninterrupted 3-epoch run, trained once for the module's tests.
+
+    The tests compare their interrupted, resumed and evaluated runs with it; none of them changes it."""
+    folder = tmp_path_factory.mktemp("straight")
+    config_path = write_config(folder, tiny_root, epochs=3)
+    TrainingRun(load_config(config_path), folder / "run").fit(log=lambda _: None)
+    return config_path, folder / "run"
+
+
 def write_config(folder: Path, root: Path, epochs: int = 3, **model: object) -> Path:
     """A tiny OKDHP experiment (two branches, 16 features) on 64x64 inputs that trains in a second an epoch."""
     section = {
@@ -81,10 +92,11 @@ class InterruptAt:
         return terms
 
 
-def test_interrupted_and_resumed_run_equals_uninterrupted(tiny_root: Path, tmp_path: Path) -> None:
-    config = load_config(write_config(tmp_path, tiny_root, epochs=3))
-    TrainingRun(config, tmp_path / "straight").fit(log=lambda _: None)
-
+def test_interrupted_and_resumed_run_equals_uninterrupted(
+    straight_run: tuple[Path, Path], tmp_path: Path
+) -> None:
+    config_path, straight_folder = straight_run
+    config = load_config(config_path)
     crashing = TrainingRun(config, tmp_path / "resumed")
     crashing.loss_fn = InterruptAt(crashing.loss_fn, epoch=1, iteration=2)
     with pytest.raises(KeyboardInterrupt):
@@ -92,7 +104,7 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(tiny_root: Path, tmp_p
     assert load_checkpoint(tmp_path / "resumed" / "last.pth")["epoch"] == 0
     TrainingRun(config, tmp_path / "resumed").fit(resume=True, log=lambda _: None)
 
-    straight = load_checkpoint(tmp_path / "straight" / "last.pth")
+    straight = load_checkpoint(straight_folder / "last.pth")
     resumed = load_checkpoint(tmp_path / "resumed" / "last.pth")
     assert straight["epoch"] == resumed["epoch"] == 2
     for key, value in straight["model"].items():
@@ -111,40 +123,44 @@ def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(tiny_root: Path, tm
     assert load_checkpoint(tmp_path / "run" / "last.pth")["epoch"] == 0
 
 
-def test_deploy_checkpoint_is_the_best_branch_and_matches_its_score(tiny_root: Path, tmp_path: Path) -> None:
-    config_path = write_config(tmp_path, tiny_root, epochs=2)
+def test_deploy_checkpoint_is_the_best_branch_and_matches_its_score(
+    straight_run: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    config_path, trained = straight_run
     out = tmp_path / "run"
-    result = run_cli("train_mpii.py", "--config", str(config_path), "--output-dir", str(out))
-    assert result.returncode == 0, result.stderr
+    shutil.copytree(trained, out)  # evaluate.py writes beside the checkpoint: the shared run stays as it is
     deploy = load_checkpoint(out / "deploy.pth")
     assert deploy["kind"] == "deploy" and deploy["model_config"]["name"] == "hourglass"
     assert deploy["model_config"]["num_stacks"] == 2  # one shared + one branch stack
 
+    def evaluated(checkpoint: Path) -> tuple[dict, str]:
+        capsys.readouterr()
+        code = guarded_main(
+            evaluate_main, ["--config", str(config_path), "--checkpoint", str(checkpoint), "--json"]
+        )
+        stdout, stderr = capsys.readouterr()
+        assert code == 0, stderr
+        return json.loads(stdout.strip().splitlines()[-1]), stdout
+
     # evaluate.py on the training checkpoint prints the same tables as the run's last validation
     last_val = read_log(out / "log.jsonl")[-1]["val"]
-    evaluated = run_cli(
-        "evaluate.py", "--config", str(config_path), "--checkpoint", str(out / "last.pth"), "--json"
-    )
-    assert evaluated.returncode == 0, evaluated.stderr
-    tables = json.loads(evaluated.stdout.strip().splitlines()[-1])
+    tables, stdout = evaluated(out / "last.pth")
     assert tables.keys() == last_val.keys() == {"branch0", "branch1", "ensemble"}
     for head in tables:
         assert tables[head] == pytest.approx(last_val[head], abs=1e-9)
-    assert "Head" in evaluated.stdout and "Mean@0.1" in evaluated.stdout
+    assert "Head" in stdout and "Mean@0.1" in stdout
 
     # the deploy network alone scores what its head scored in the best epoch
-    single = run_cli(
-        "evaluate.py", "--config", str(config_path), "--checkpoint", str(out / "deploy.pth"), "--json"
-    )
-    assert single.returncode == 0, single.stderr
-    table = json.loads(single.stdout.strip().splitlines()[-1])
+    table, _ = evaluated(out / "deploy.pth")
     assert table["Mean"] == pytest.approx(deploy["metric"], abs=1e-9)
     assert (out / "eval_deploy" / "branch0" / "pred.mat").is_file()
 
 
 @pytest.mark.slow
-def test_sigkill_mid_training_then_resume_with_workers(tiny_root: Path, tmp_path: Path) -> None:
-    config_path = write_config(tmp_path, tiny_root, epochs=3)
+def test_sigkill_mid_training_then_resume_with_workers(
+    straight_run: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    config_path = straight_run[0]
     out = tmp_path / "run"
     command = [
         sys.executable, "train_mpii.py", "--config", str(config_path), "--output-dir", str(out),
@@ -159,13 +175,12 @@ def test_sigkill_mid_training_then_resume_with_workers(tiny_root: Path, tmp_path
     killed_at = load_checkpoint(out / "last.pth")["epoch"]
     assert killed_at < 2, "the run finished before it could be killed"
 
-    result = run_cli(*command[1:], "--resume")
-    assert result.returncode == 0, result.stderr
-    assert f"resumed from {out / 'last.pth'} at epoch {killed_at + 1}" in result.stdout
+    capsys.readouterr()
+    assert guarded_main(train_mpii_main, [*command[2:], "--resume"]) == 0  # the same main, in this process
+    assert f"resumed from {out / 'last.pth'} at epoch {killed_at + 1}" in capsys.readouterr().out
     assert [r["epoch"] for r in read_log(out / "log.jsonl")] == [0, 1, 2]
-    # ... and ends with the weights of an uninterrupted run (in-process, without workers).
-    TrainingRun(load_config(config_path), tmp_path / "straight", workers=0).fit(log=lambda _: None)
-    straight = load_checkpoint(tmp_path / "straight" / "last.pth")["model"]
+    # ... and ends with the weights of the module's uninterrupted run (in-process, without workers).
+    straight = load_checkpoint(straight_run[1] / "last.pth")["model"]
     resumed = load_checkpoint(out / "last.pth")["model"]
     assert all(torch.equal(value, resumed[key]) for key, value in straight.items())
 

@@ -14,6 +14,8 @@ of stdout is one JSON object with ``params, macs, deploy_params, deploy_macs, pa
 from __future__ import annotations
 
 import argparse
+import copy
+import functools
 import json
 import sys
 from pathlib import Path
@@ -79,16 +81,25 @@ def read_config(path: Path) -> tuple[dict[str, Any], tuple[int, int] | None]:
 
 
 def summarize(section: dict[str, Any], height: int, width: int, branch: int = 0) -> dict[str, Any]:
-    """Per-part, total and deployable-branch parameter and MAC counts of a model section."""
+    """Per-part, total and deployable-branch parameter and MAC counts of a model section.
+
+    Counted once per process for each (section, size, branch): a teacher shared by several experiments
+    (ODKD's two HRNets) is not counted again."""
+    key = json.dumps(section, sort_keys=True)
+    return copy.deepcopy(_counted_summary(key, height, width, branch))
+
+
+@functools.lru_cache(maxsize=64)
+def _counted_summary(section_json: str, height: int, width: int, branch: int) -> dict[str, Any]:
+    section = json.loads(section_json)
     images = torch.zeros(1, 3, height, width, device="meta")
-    with torch.device("meta"):
+    with torch.device("meta"):  # built shape-only; counted outside the context (its per-op hook is slow)
         model = build_model(section)
-        named_parts = model.parts()
-        parts = part_counts(model, named_parts, images)
         head = (
             model.deployable_heads()[branch] if branch < len(model.deployable_heads()) else f"branch{branch}"
         )
         deploy, deploy_section = model.deploy(head)
+    parts = part_counts(model, model.parts(), images)
     multi = len(model.deployable_heads()) > 1
     return {
         "model": section["name"],

@@ -76,3 +76,17 @@ def part_counts(
     if covered != count_params(model):
         counts.setdefault("other", {"params": 0, "macs": 0})["params"] += count_params(model) - covered
     return counts
+
+
+def without_batch_norm(model: nn.Module) -> nn.Module:
+    """Replace every BatchNorm layer of ``model`` by ``nn.Identity``, in place, and return it.
+
+    For a throwaway network built on the meta device to read shapes or count MACs: a BatchNorm layer keeps its
+    input's shape and is not counted, and on the meta device its Python decomposition is most of the time a
+    forward pass takes. Never call it on a network that is trained or evaluated.
+    """
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, nn.modules.batchnorm._BatchNorm):
+                setattr(parent, name, nn.Identity())
+    return model

@@ -15,6 +15,7 @@ from datasets.codec import HeatmapCodec
 from models.output import PoseOutput
 from models.registry import MODELS
 from utils.errors import ConfigError
+from utils.flops import without_batch_norm
 
 
 def model_section_for(section: Mapping[str, Any], num_joints: int) -> dict[str, Any]:
@@ -43,17 +44,19 @@ def check_input_size(section: Mapping[str, Any], codec: HeatmapCodec) -> PoseOut
     start-up checks (e.g. a loss's of a teacher's mask head).
     """
     width, height = codec.input_size
-    with torch.device("meta"), torch.no_grad():
+    with torch.device("meta"):
         model = MODELS.build(section, where="model")
-        multiple = model.input_multiple()
-        if width % multiple or height % multiple:
-            raise ConfigError(
-                f"data.input_size {width}x{height}: model '{section['name']}' needs a width and height that are "
-                f"multiples of {multiple} (its total down-sampling); e.g. {_round_up(width, multiple)}x"
-                f"{_round_up(height, multiple)}"
-            )
+    multiple = model.input_multiple()
+    if width % multiple or height % multiple:
+        raise ConfigError(
+            f"data.input_size {width}x{height}: model '{section['name']}' needs a width and height that are "
+            f"multiples of {multiple} (its total down-sampling); e.g. {_round_up(width, multiple)}x"
+            f"{_round_up(height, multiple)}"
+        )
+    # run outside the device context (its per-op hook is slow) and without BatchNorm (shapes only)
+    with torch.no_grad():
         try:  # eval mode: a batch of one at a 1x1 resolution is a shape, not a BatchNorm statistics error
-            output = model.eval()(torch.zeros(1, 3, height, width))
+            output = without_batch_norm(model).eval()(torch.zeros(1, 3, height, width, device="meta"))
         except RuntimeError as error:
             first = str(error).splitlines()[0] if str(error) else type(error).__name__
             raise ConfigError(
