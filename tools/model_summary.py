@@ -29,7 +29,7 @@ from engine.cli import one_paragraph  # noqa: E402
 from engine.experiment.config import read_yaml  # noqa: E402
 from models.registry import build_model  # noqa: E402
 from utils.errors import UserError  # noqa: E402
-from utils.flops import count_params, layer_macs, part_counts  # noqa: E402
+from utils.flops import count_params, layer_macs, part_counts, without_batch_norm  # noqa: E402
 
 
 def read_teachers(path: Path) -> dict[str, dict[str, Any]]:
@@ -93,13 +93,15 @@ def summarize(section: dict[str, Any], height: int, width: int, branch: int = 0)
 def _counted_summary(section_json: str, height: int, width: int, branch: int) -> dict[str, Any]:
     section = json.loads(section_json)
     images = torch.zeros(1, 3, height, width, device="meta")
-    with torch.device("meta"):  # built shape-only; counted outside the context (its per-op hook is slow)
+    with torch.device(
+        "meta"
+    ):  # built shape-only; counted outside the context (its per-op hook is slow), without BatchNorm
         model = build_model(section)
         head = (
             model.deployable_heads()[branch] if branch < len(model.deployable_heads()) else f"branch{branch}"
         )
         deploy, deploy_section = model.deploy(head)
-    parts = part_counts(model, model.parts(), images)
+    parts = part_counts(model, model.parts(), images, macs_of=without_batch_norm(copy.deepcopy(model)))
     multi = len(model.deployable_heads()) > 1
     return {
         "model": section["name"],
@@ -109,7 +111,7 @@ def _counted_summary(section_json: str, height: int, width: int, branch: int) ->
         "deploy_branch": branch if multi else None,
         "deploy_config": deploy_section,
         "deploy_params": count_params(deploy),
-        "deploy_macs": sum(layer_macs(deploy, images).values()),
+        "deploy_macs": sum(layer_macs(without_batch_norm(copy.deepcopy(deploy)), images).values()),
         "parts": parts,
     }
 

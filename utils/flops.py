@@ -63,13 +63,15 @@ def layer_macs(model: nn.Module, images: Tensor) -> dict[str, int]:
 
 
 def part_counts(
-    model: nn.Module, parts: Mapping[str, nn.Module], images: Tensor
+    model: nn.Module, parts: Mapping[str, nn.Module], images: Tensor, macs_of: nn.Module | None = None
 ) -> dict[str, dict[str, int]]:
-    """``{part: {"params", "macs"}}`` for each named part, plus ``other`` when some layers belong to none."""
+    """``{part: {"params", "macs"}}`` for each named part, plus ``other`` when some layers belong to none.
+
+    ``macs_of``: a copy of ``model`` with the same layer names to run instead (``without_batch_norm``'s)."""
     owner = {id(module): name for name, part in parts.items() for module in part.modules()}
     counts = {name: {"params": count_params(part), "macs": 0} for name, part in parts.items()}
     modules = dict(model.named_modules())
-    for layer_name, macs in layer_macs(model, images).items():
+    for layer_name, macs in layer_macs(model if macs_of is None else macs_of, images).items():
         part = owner.get(id(modules[layer_name]), "other")
         counts.setdefault(part, {"params": 0, "macs": 0})["macs"] += macs
     covered = sum(c["params"] for c in counts.values())
