@@ -251,6 +251,8 @@ ROWS: dict[str, dict[str, Any]] = {
     ),
     # FPD row of the training-cost table: 8-stack teacher, 4-stack student, OKDHP's MPII recipe
     "mpii/hg4_fpd": row(MPII_DATA, MPII_TRAIN, hg(16, 4), FPD, teachers=FPD_TEACHER),
+    # FPD's own MPII student (its scripts/fpd_mpii/run_train_hg.sh: NUM_FEATURES 128, NUM_STACKS 4), same recipe
+    "mpii/hg4_fpd_f128": row(MPII_DATA, MPII_TRAIN, hg(16, 4, num_features=128), FPD, teachers=FPD_TEACHER),
     # other backbones (MobilePose style)
     "mpii/resnet18_baseline": mpii_mobile("resnet18", okdhp=False),
     "mpii/mobilenet_v2_baseline": mpii_mobile("mobilenet_v2", okdhp=False),
