@@ -14,9 +14,9 @@
 # An experiment with frozen teachers (e.g. mpii/hg4_fpd) first trains each teacher whose checkpoint does not
 # exist yet (the experiment named in teachers.<name>.experiment), then the student. The check sees the ARGS'
 # overrides: with --set teachers.teacher.checkpoint=PATH of an existing file no teacher is trained. A
-# teacher's own training gets only the ARGS about the machine and the data: every --set runtime.* and
-# --data-root (and DATA_ROOT); the other ARGS are the student's. To train a teacher with other settings, run
-# bash start.sh <its experiment> ARGS first.
+# teacher's own training gets only the ARGS about the machine and the data: every --set runtime.*, --set
+# data.use_gt_boxes (the test boxes) and --data-root (and DATA_ROOT); the other ARGS are the student's. To
+# train a teacher with other settings, run bash start.sh <its experiment> ARGS first.
 # The dataset folder comes from the first of: DATA_ROOT=/path bash start.sh ..., the yaml's data.root.
 # PYTHON selects the interpreter (default: python3). Outputs go to output/<experiment>/.
 set -euo pipefail
@@ -65,16 +65,18 @@ if [ ! -f "$config" ] || [[ "${config##*/}" == _* ]]; then
 fi
 trainer=$("$PYTHON" -m engine.cli trainer "$config")
 
-teacher_args=() # what a teacher's training shares with the student's: the machine (--set runtime.*), the data
+teacher_args=() # what a teacher's training shares with the student's: the machine (--set runtime.*), the data (test boxes too)
 args=("$@")
 for ((i = 0; i < ${#args[@]}; i++)); do
     case "${args[i]}" in
     --set | --data-root)
         next=${args[i + 1]:-}
-        if [ "${args[i]}" = --data-root ] || [[ "$next" == runtime.* ]]; then teacher_args+=("${args[i]}" "$next"); fi
+        if [ "${args[i]}" = --data-root ] || [[ "$next" == runtime.* || "$next" == data.use_gt_boxes=* ]]; then
+            teacher_args+=("${args[i]}" "$next")
+        fi
         i=$((i + 1))
         ;;
-    --set=runtime.* | --data-root=*) teacher_args+=("${args[i]}") ;;
+    --set=runtime.* | --set=data.use_gt_boxes=* | --data-root=*) teacher_args+=("${args[i]}") ;;
     esac
 done
 for teacher in $("$PYTHON" -m engine.cli missing-teachers "$config" "$@"); do

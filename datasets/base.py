@@ -79,6 +79,8 @@ class TopDownDataset(Dataset, abc.ABC):
     they do not change; the crop's pixels become block averages instead of bilinear point samples.
     """
 
+    has_ground_truth = True  # False: a split to predict, not to score (COCO test-dev: an image-info file)
+
     def __init__(
         self,
         records: list[PersonRecord],

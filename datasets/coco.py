@@ -33,6 +33,7 @@ from datasets.coco_eval import (
     coco_results,
     format_coco_table,
     load_coco,
+    load_image_info,
     read_json_list,
     rescore_and_nms,
     write_results_json,
@@ -232,6 +233,30 @@ def _meta(image_id: int, ann_id: int, score: float, scale: np.ndarray) -> dict[s
     return {"image_id": int(image_id), "ann_id": int(ann_id), "score": float(score), "area": area}
 
 
+HRNET_DETECTIONS = (
+    "linked from the README of https://github.com/leoxiaobin/deep-high-resolution-net.pytorch (Data "
+    "preparation, COCO: 'person detection result of COCO val2017 and test-dev2017', OneDrive or Google Drive)"
+)
+
+
+def missing_detections(dataset: str, path: Path, ground_truth: bool) -> DataError:
+    """The one paragraph for a detector-box split whose detections file is absent: which file, where to get it,
+    and (a split with ground truth) how to test on ground-truth boxes instead."""
+    if not ground_truth:
+        return DataError(
+            f"{dataset} detection file not found: {path}. A split without ground truth (test-dev2017) is always "
+            "tested on detector boxes; HRNet's are COCO_test-dev2017_detections_AP_H_609_person.json (a 60.9-AP "
+            f"person detector), {HRNET_DETECTIONS}: put the file at that path or set data.test_detection_file"
+        )
+    return DataError(
+        f"{dataset} detection file not found: {path}. This split is tested on detector boxes (data.use_gt_boxes: "
+        "false, the protocol of the ODKD experiments and of HRNet's published numbers); HRNet's are "
+        f"COCO_val2017_detections_AP_H_56_person.json (a 56.4-AP person detector), {HRNET_DETECTIONS}: put the "
+        "file at that path or set data.detection_file, or test on ground-truth boxes instead with --set "
+        "data.use_gt_boxes=true (docs/coco.md)"
+    )
+
+
 def load_detections(path: Path) -> list[dict[str, Any]]:
     """A COCO detection results file (list of {image_id, category_id, bbox xywh, score})."""
     return read_json_list(
@@ -251,6 +276,8 @@ class CocoDataset(TopDownDataset):
         coco: COCO,
         *,
         title: str,
+        set_name: str = "",
+        ground_truth: bool = True,
         image_ids: Sequence[int] | None = None,
         half_body_prob: float = 0.3,
         with_mask: bool = False,
@@ -261,6 +288,8 @@ class CocoDataset(TopDownDataset):
         super().__init__(records, COCO_SKELETON, **top_down)
         self.coco = coco
         self.title = title
+        self.set_name = set_name
+        self.has_ground_truth = bool(ground_truth)
         self.image_ids = None if image_ids is None else [int(i) for i in image_ids]
         self.half_body_prob = float(half_body_prob)
         self.with_mask = bool(with_mask)
@@ -290,8 +319,8 @@ class CocoDataset(TopDownDataset):
         to_heatmap = input_to_heatmap_matrix(matrix, self.input_size, heatmap_size)
         return {"mask": torch.from_numpy(warp_mask(mask, to_heatmap, heatmap_size)[None])}
 
-    def evaluate(self, preds: np.ndarray, maxvals: np.ndarray, output_dir: Path | None = None) -> EvalResult:
-        """Rescore, OKS-NMS per image, score with COCOeval; write ``keypoints_results.json`` to output_dir."""
+    def keypoint_results(self, preds: np.ndarray, maxvals: np.ndarray) -> list[dict[str, Any]]:
+        """Predictions in record order -> COCO keypoint results: rescored, OKS-NMS per image (HRNet's order)."""
         preds = np.asarray(preds, dtype=np.float64)
         maxvals = np.asarray(maxvals, dtype=np.float64).reshape(len(preds), -1, 1)
         if len(preds) != len(self.records):
@@ -306,13 +335,22 @@ class CocoDataset(TopDownDataset):
             oks_threshold=self.oks_threshold,
             keypoint_score_threshold=self.keypoint_score_threshold,
         )
-        results = coco_results(
+        return coco_results(
             image_ids[keep],
             keypoints[keep],
             scores[keep],
             centers=np.stack([self.records[i].center for i in keep]) if len(keep) else None,
             scales=np.stack([self.records[i].scale for i in keep]) if len(keep) else None,
         )
+
+    def evaluate(self, preds: np.ndarray, maxvals: np.ndarray, output_dir: Path | None = None) -> EvalResult:
+        """Rescore, OKS-NMS per image, score with COCOeval; write ``keypoints_results.json`` to output_dir."""
+        if not self.has_ground_truth:
+            raise DataError(
+                f"the {self.set_name} split has no ground truth to score with (an image-info file): write its "
+                "results for the evaluation server instead (evaluate.py --split test, docs/coco.md)"
+            )
+        results = self.keypoint_results(preds, maxvals)
         if output_dir is not None:
             write_results_json(results, Path(output_dir) / RESULTS_FILE)
         table = coco_keypoint_eval(self.coco, results, image_ids=self.image_ids)
@@ -363,19 +401,29 @@ def build_coco_format(
     sigma: float,
     codec: HeatmapCodec | None,
     subset: int | None,
+    ground_truth: bool = True,
     **options: Any,
 ) -> CocoDataset:
-    """Shared body of the COCO and OCHuman builders: resolve files, make records, build the dataset."""
+    """Shared body of the COCO and OCHuman builders: resolve files, make records, build the dataset.
+
+    ``ground_truth: false`` (COCO test-dev): ``ann_file`` is an image-info file (images, no annotations) and
+    the persons are the detections of ``detection_file``; such a split is predicted, never scored.
+    """
     set_name = _set_name(split, set_names, dataset)
     check_subset(subset, "images")
     root_path = Path(root).expanduser().resolve()
     ann_path = _resolve(root_path, ann_file, set_name)
     images = _resolve(root_path, image_dir, set_name)
-    for what, path in (("data root", root_path), ("annotation file", ann_path), ("image folder", images)):
+    ann_what = "annotation file" if ground_truth else "image-info file (no ground truth)"
+    for what, path in (("data root", root_path), (ann_what, ann_path), ("image folder", images)):
         if not path.exists():
             raise DataError(f"{dataset} {what} not found: {path}; {layout}")
-    coco = load_coco(ann_path)
-    image_ids = _first_images(coco, subset)
+    coco = load_coco(ann_path) if ground_truth else load_image_info(ann_path)
+    image_ids = (
+        _first_images(coco, subset)
+        if ground_truth
+        else (None if subset is None else sorted(coco.imgs)[:subset])
+    )
     wanted = sorted(coco.imgs) if image_ids is None else image_ids
     codec = codec or HeatmapCodec(
         size_pair(input_size, "input_size"), size_pair(heatmap_size, "heatmap_size"), float(sigma)
@@ -387,7 +435,7 @@ def build_coco_format(
     else:
         det_path = _resolve(root_path, detection_file, set_name)
         if not det_path.is_file():
-            raise DataError(f"{dataset} detection file not found: {det_path}; {layout}")
+            raise missing_detections(dataset, det_path, ground_truth)
         detections = load_detections(det_path)
         records = detection_person_records(
             coco,
@@ -411,6 +459,8 @@ def build_coco_format(
         records,
         coco,
         title=f"{dataset} {set_name} keypoint AP ({source})",
+        set_name=set_name,
+        ground_truth=ground_truth,
         image_ids=image_ids,
         train=train,
         codec=codec,
@@ -423,6 +473,12 @@ COCO_LAYOUT = (
     "expected COCO layout under root: annotations/person_keypoints_val2017.json (and _train2017), "
     "images/val2017/*.jpg (and images/train2017/), "
     "person_detection_results/COCO_val2017_detections_AP_H_56_person.json (only with use_gt_boxes: false); "
+    "see docs/coco.md"
+)
+COCO_TEST_LAYOUT = (
+    "expected COCO test-dev layout under root: annotations/image_info_test-dev2017.json (from "
+    "image_info_test2017.zip, cocodataset.org), images/test2017/*.jpg (test-dev is a part of test2017), "
+    "person_detection_results/COCO_test-dev2017_detections_AP_H_609_person.json (HRNet's README); "
     "see docs/coco.md"
 )
 OCHUMAN_LAYOUT = (
@@ -442,9 +498,13 @@ def build_coco(
     image_dir: str = "images/{split}",
     train_set: str = "train2017",
     val_set: str = "val2017",
+    test_set: str = "test-dev2017",
     use_gt_boxes: bool = True,
     detection_file: str = "person_detection_results/COCO_{split}_detections_AP_H_56_person.json",
     det_score_threshold: float = 0.0,
+    test_ann_file: str = "annotations/image_info_{split}.json",
+    test_image_dir: str = "images/test2017",
+    test_detection_file: str = "person_detection_results/COCO_{split}_detections_AP_H_609_person.json",
     input_size: Sequence[int] = (192, 256),
     heatmap_size: Sequence[int] = (48, 64),
     sigma: float = 2.0,
@@ -463,26 +523,30 @@ def build_coco(
 ) -> CocoDataset:
     """The ``data: {name: coco, ...}`` builder: the keyword arguments are the config keys (HRNet defaults).
 
-    ``{split}`` in a path is the set name of the requested split (train_set or val_set). Training always
-    uses the annotated boxes; ``use_gt_boxes: false`` makes the valid split use ``detection_file``.
+    ``{split}`` in a path is the set name of the requested split (train_set, val_set or test_set). Training
+    always uses the annotated boxes; ``use_gt_boxes: false`` makes the valid split use ``detection_file``.
+    The test split (test-dev2017, HRNet's layout) has no ground truth: its images come from
+    ``test_ann_file`` (an image-info file), its persons from ``test_detection_file``, whatever use_gt_boxes says.
     ``reduced_decode: true`` decodes JPEGs at 1/2-1/8 size when the crop shrinks enough (faster; changes the
     crop's pixels slightly, never the targets; see docs/data.md).
     """
     check_color(color)
     check_flag(reduced_decode, "reduced_decode")
-    if with_mask and not use_gt_boxes and not train:
+    test = split == "test"
+    if with_mask and (test or not use_gt_boxes) and not train:
         raise ConfigError("data.with_mask: masks need ground-truth persons; detector boxes have none")
     return build_coco_format(
         dataset="COCO",
-        layout=COCO_LAYOUT,
+        layout=COCO_TEST_LAYOUT if test else COCO_LAYOUT,
         root=root,
         split=split,
         train=train,
         seed=seed,
-        set_names={"train": train_set, "valid": val_set},
-        ann_file=ann_file,
-        image_dir=image_dir,
-        detection_file=None if use_gt_boxes else detection_file,
+        set_names={"train": train_set, "valid": val_set, "test": test_set},
+        ann_file=test_ann_file if test else ann_file,
+        image_dir=test_image_dir if test else image_dir,
+        detection_file=test_detection_file if test else (None if use_gt_boxes else detection_file),
+        ground_truth=not test,
         det_score_threshold=float(det_score_threshold),
         input_size=input_size,
         heatmap_size=heatmap_size,

@@ -79,15 +79,33 @@ def load_coco(ann_path: str | Path, verbose: bool = False) -> COCO:
             f"{ann_path} is not a COCO annotation file: expected a JSON object with the lists "
             f"'images', 'annotations' and 'categories'.{hint}"
         )
+    return _coco_index(
+        document, f"COCO annotation file {ann_path}: an image, annotation or category", verbose
+    )
+
+
+def load_image_info(path: str | Path) -> COCO:
+    """A COCO image-info file (``image_info_test-dev2017.json``: images, no annotations) as a COCO index."""
+    path = Path(path)
+    document = read_json(path, "COCO image-info file")
+    if not isinstance(document, dict) or not isinstance(document.get("images"), list):
+        raise DataError(
+            f"{path} is not a COCO image-info file: expected a JSON object with an 'images' list of "
+            "{id, file_name, width, height} (image_info_test-dev2017.json from cocodataset.org)"
+        )
+    images = {"images": document["images"], "annotations": [], "categories": []}
+    return _coco_index(images, f"COCO image-info file {path}: an image", verbose=False)
+
+
+def _coco_index(document: dict[str, Any], what: str, verbose: bool) -> COCO:
+    """pycocotools' index of a parsed annotation document; ``what`` names the file and its entries in errors."""
     coco = COCO()
     coco.dataset = document
     try:
         with _pycocotools_output(verbose):
             coco.createIndex()
     except (KeyError, TypeError) as error:
-        raise DataError(
-            f"cannot read COCO annotation file {ann_path}: an image, annotation or category lacks {error}"
-        ) from None
+        raise DataError(f"cannot read {what} lacks {error}") from None
     return coco
 
 

@@ -32,6 +32,17 @@ def build_dataset(
     return DATASETS.build(section, where="data", split=split, train=train, seed=seed, codec=codec)
 
 
+def scoring_section(section: Mapping[str, Any]) -> dict[str, Any]:
+    """The data section of a split that is only predicted and scored: without the loss's extra targets.
+
+    Validation and evaluation never compute a loss, so a person mask (``with_mask``, which the senior
+    teacher's training reads) is not built there; detector boxes, which have no mask, can then score it.
+    """
+    if DATASETS.resolved(section).get("with_mask"):
+        return {**section, "with_mask": False}
+    return dict(section)
+
+
 def build_codec(section: Mapping[str, Any]) -> HeatmapCodec:
     """The one heatmap codec of a run, from the data section's input_size, heatmap_size and sigma."""
     DATASETS.check(section, "data", reserved=ENTRY_POINT_ARGS)

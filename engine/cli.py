@@ -130,6 +130,13 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
     ckpt.add_argument(
         "--overwrite", action="store_true", help="replace an earlier evaluation in --output-dir"
     )
+    ckpt.add_argument(
+        "--split",
+        choices=("valid", "test"),
+        default="valid",
+        help="the config's val_set (default) or test_set: COCO test-dev2017 has no ground truth, so its "
+        "results JSON for the evaluation server is written and nothing is scored; OCHuman test is scored",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     args = parser.parse_args(argv)
 
@@ -162,6 +169,7 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
             vis=args.vis,
             workers=args.workers,
             overwrite=args.overwrite,
+            split=args.split,
         )
     else:
         parser.error("give --preds/--gt, --results/--ann, or --checkpoint [--config]")

@@ -307,13 +307,13 @@ def test_missing_files_name_the_path_and_layout(coco_data, tmp_path):
         build_dataset({**SAMPLE, "root": str(coco_data)}, "train", True)
     with pytest.raises(DataError, match="COCO_val2017_detections_AP_H_56_person.json"):
         build_dataset({**SAMPLE, "root": str(coco_data), "use_gt_boxes": False}, "valid", False)
+    with pytest.raises(DataError, match=r"image-info file .*annotations/image_info_test-dev2017\.json"):
+        build_dataset({**SAMPLE, "root": str(coco_data)}, "test", False)  # test-dev: no ground truth
 
 
 def test_config_errors(coco_data):
     with pytest.raises(ConfigError, match="use_gt_box"):
         build_dataset({**SAMPLE, "root": str(coco_data), "use_gt_box": True}, "valid", False)
-    with pytest.raises(ConfigError, match="split 'test'"):
-        build_dataset({**SAMPLE, "root": str(coco_data)}, "test", False)
     with pytest.raises(ConfigError, match="color"):
         build_dataset({**SAMPLE, "root": str(coco_data), "color": "rgb"}, "valid", False)
     with pytest.raises(ConfigError, match="subset"):

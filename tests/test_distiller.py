@@ -219,3 +219,59 @@ def test_a_teacher_of_another_skeleton_is_named_with_its_file(
         assert error.startswith("error: ") and expect in error and "\n" not in error, error
         save_checkpoint({"kind": "deploy", "model": weights, "model_config": section}, teacher)
     assert not (tmp_path / "run").exists()
+
+
+STUDENT_PIPELINE = {"input_size": (64, 64), "heatmap_size": (16, 16), "sigma": 1.0, "color": "bgr_imagenet"}
+
+
+@pytest.mark.parametrize(
+    ("field", "teacher", "student"),
+    [  # each teacher file is coherent (a 4x-down-sampling hourglass: heatmaps are the input / 4)
+        ("input_size", {"input_size": (128, 128), "heatmap_size": (32, 32)}, {}),
+        ("heatmap_size", {}, {"heatmap_size": (32, 32)}),  # a student whose network had another stride
+        ("sigma", {"sigma": 2.0}, {}),
+        ("color", {"color": "rgb_imagenet"}, {}),
+        (None, {}, {}),  # the same pipeline: accepted
+    ],
+)
+def test_a_teacher_trained_with_another_input_pipeline_is_refused(
+    tmp_path: Path, field: str | None, teacher: dict, student: dict
+) -> None:
+    """A teacher sees the student's crops and teaches its heatmaps pixel by pixel: the teacher file's input
+    size, heatmap size, sigma and colour must be the student's; one paragraph names the file, the key and both."""
+    from datasets.codec import HeatmapCodec
+    from datasets.keypoints import MPII
+    from engine.inference.pipeline import Pipeline
+    from engine.training.teachers import build_teachers
+
+    def pipeline(values: dict) -> Pipeline:
+        codec = HeatmapCodec(values["input_size"], values["heatmap_size"], values["sigma"])
+        return Pipeline(codec=codec, skeleton=MPII, color=values["color"])
+
+    teacher_values, student_values = {**STUDENT_PIPELINE, **teacher}, {**STUDENT_PIPELINE, **student}
+    path = tmp_path / "teacher.pth"
+    config = load_config(write_config(tmp_path, tmp_path, path))
+    section = {**TEACHER, "num_joints": 16}
+    save_checkpoint(
+        {
+            "kind": "deploy",
+            "model": build_model(section).state_dict(),
+            "model_config": section,
+            "config": config.to_dict(),
+            "pipeline": pipeline(teacher_values).to_dict(),
+        },
+        path,
+    )
+    if field is None:
+        teachers, _ = build_teachers(config, pipeline(student_values))
+        assert list(teachers) == ["teacher"]
+        return
+    with pytest.raises(ConfigError) as caught:
+        build_teachers(config, pipeline(student_values))
+    message = str(caught.value)
+    theirs = {key: list(v) if isinstance(v, tuple) else v for key, v in teacher_values.items()}
+    ours = {key: list(v) if isinstance(v, tuple) else v for key, v in student_values.items()}
+    for key in {**teacher, **student}:
+        assert f"data.{key}: the teacher's is {theirs[key]}, the student's is {ours[key]}" in message
+    assert message.startswith(f"teachers.teacher.checkpoint ({path}): the teacher was trained with another")
+    assert "\n" not in message and f"set data.{field}: {theirs[field]}" in message

@@ -89,3 +89,38 @@ def test_an_earlier_evaluation_is_replaced_only_with_overwrite(run_dir: Path, tm
     assert_one_paragraph(code, stderr, f"{out / 'tables.json'} already exists", "--overwrite")
     assert evaluate_in_process(capsys, *args, "--overwrite")[0] == 0
     assert (out / "tables.json").read_text() == tables
+
+
+def test_an_odkd_yaml_tests_on_detector_boxes_and_names_the_missing_file(
+    coco_data: Path, tmp_path: Path, capsys
+) -> None:
+    """The ODKD experiments' protocol is detector boxes (HRNet's 56.4-AP file); without that file, one
+    paragraph names it and where to get it; ground-truth boxes only on request (--set data.use_gt_boxes=true)."""
+    from tests.test_export import assert_one_paragraph
+    from tests.test_test_dev import tiny_odkd_student
+
+    data = {"root": str(coco_data), "ann_file": "annotations/person_keypoints_sample.json"}
+    checkpoint, config = tiny_odkd_student(tmp_path, data)
+    args = ["--checkpoint", checkpoint, "--config", config, "--no-flip", "--json"]
+    code, stderr = evaluate_in_process(capsys, *args, "--output-dir", tmp_path / "missing")
+    missing = coco_data / "person_detection_results" / "COCO_val2017_detections_AP_H_56_person.json"
+    assert_one_paragraph(
+        code,
+        stderr,
+        f"COCO detection file not found: {missing}",
+        "(a 56.4-AP person detector)",
+        "README of https://github.com/leoxiaobin/deep-high-resolution-net.pytorch",
+        "--set data.use_gt_boxes=true",
+    )
+    assert not (tmp_path / "missing").exists()
+
+    from engine.cli import evaluate_main, run_cli
+
+    detections = coco_data / "person_detection_results" / "sample_detections.json"  # 118 real detector boxes
+    for extra, persons in (([f"data.detection_file={detections}"], 118), (["data.use_gt_boxes=true"], 12)):
+        out = tmp_path / extra[0].split("=")[0]
+        settings = [item for value in extra for item in ("--set", value)]
+        assert run_cli(evaluate_main, [str(a) for a in (*args, "--output-dir", out, *settings)]) == 0
+        printed = capsys.readouterr().out
+        boxes = "detector boxes, score >= 0" if persons == 118 else "ground-truth boxes"
+        assert f"COCO val2017 keypoint AP ({boxes}) ({persons} persons" in printed, printed

@@ -251,7 +251,7 @@ def odkd_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
                 "experiment": "tiny_odkd",
                 "base": str(ODKD / "hrnet_w16_odkd.yaml"),
                 "model": {"name": "hourglass", **STUDENT},
-                "data": {"root": str(root), **TINY_SIZES},
+                "data": {"root": str(root), "use_gt_boxes": True, **TINY_SIZES},  # no detections
                 "teachers": {"pt": {"checkpoint": str(pt)}, "st": {"checkpoint": str(st)}},
                 "train": {
                     "epochs": EPOCHS,
@@ -309,7 +309,7 @@ def test_a_senior_teacher_without_a_mask_head_stops_the_run_before_its_first_ste
             {
                 "base": str(ODKD / "hrnet_w16_odkd.yaml"),
                 "model": {"name": "hourglass", **STUDENT},
-                "data": {"root": str(root), **TINY_SIZES},
+                "data": {"root": str(root), "use_gt_boxes": True, **TINY_SIZES},  # no detections
                 "teachers": {"pt": {"checkpoint": str(pt)}, "st": {"checkpoint": str(st)}},
                 "runtime": {"workers": 0, "device": "cpu"},
             }

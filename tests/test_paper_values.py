@@ -84,6 +84,7 @@ COCO_DATA = {
     "color": "rgb_imagenet",  # HRNet: RGB input
     "train_set": "train2017",
     "val_set": "val2017",
+    "test_set": "test-dev2017",  # HRNet's test split: predicted for the evaluation server, not scored here
     "use_gt_boxes": True,  # the paper's numbers: ground-truth boxes
     "det_score_threshold": 0.0,  # HRNet's IMAGE_THRE (used only with detector boxes)
     "with_mask": False,
@@ -149,7 +150,12 @@ FPD = {"name": "fpd", "alpha": 0.5, "teacher": "teacher"}  # KD.ALPHA = 0.5
 FPD_TEACHER = {"teacher": (0.0, 1.0, "mpii/hg8_baseline")}  # the 8-stack hourglass, every epoch
 
 # ------------------------------------------------------- SPEC C (+ docs/odkd.md for what SPEC C leaves open)
-ODKD_DATA = {**COCO_DATA, "scale_factor": 0.35, "rotation_factor": 45.0}  # HRNet's COCO recipe
+ODKD_DATA = {  # HRNet's COCO recipe; tested on HRNet's detector boxes, the protocol of SPEC C's figure script
+    **COCO_DATA,
+    "scale_factor": 0.35,
+    "rotation_factor": 45.0,
+    "use_gt_boxes": False,
+}
 ODKD_TRAIN = {  # HRNet's w32_256x192_adam_lr1e-3 recipe (docs/odkd.md)
     **MPII_TRAIN,
     "epochs": 210,
@@ -245,6 +251,8 @@ ROWS: dict[str, dict[str, Any]] = {
     ),
     # FPD row of the training-cost table: 8-stack teacher, 4-stack student, OKDHP's MPII recipe
     "mpii/hg4_fpd": row(MPII_DATA, MPII_TRAIN, hg(16, 4), FPD, teachers=FPD_TEACHER),
+    # FPD's own MPII student (its scripts/fpd_mpii/run_train_hg.sh: NUM_FEATURES 128, NUM_STACKS 4), same recipe
+    "mpii/hg4_fpd_f128": row(MPII_DATA, MPII_TRAIN, hg(16, 4, num_features=128), FPD, teachers=FPD_TEACHER),
     # other backbones (MobilePose style)
     "mpii/resnet18_baseline": mpii_mobile("resnet18", okdhp=False),
     "mpii/mobilenet_v2_baseline": mpii_mobile("mobilenet_v2", okdhp=False),
@@ -318,7 +326,8 @@ ROWS: dict[str, dict[str, Any]] = {
 NOT_PAPER_VALUES = {
     "data": {
         "root", "split", "train", "seed", "codec", "subset", "reduced_decode", "annotation_format",
-        "annotation_file", "gt_file", "ann_file", "image_dir", "detection_file",
+        "annotation_file", "gt_file", "ann_file", "image_dir", "detection_file", "test_ann_file",
+        "test_image_dir", "test_detection_file",
     },
     "train": {"val_every", "iters_per_epoch", "init_from", "momentum"},
     "test": {"batch_size"},

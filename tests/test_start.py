@@ -51,6 +51,8 @@ def test_a_missing_teacher_is_trained_first_with_the_machine_and_data_arguments(
         "runtime.device=cpu",
         "--set",
         "train.lr=1e-3",
+        "--set",
+        "data.use_gt_boxes=true",  # the test boxes are the data's: the teacher validates on the same ones
         "--data-root",
         str(data),
         "--resume",
@@ -67,7 +69,7 @@ def test_a_missing_teacher_is_trained_first_with_the_machine_and_data_arguments(
     teacher_training, _, student_training, _ = commands
     assert teacher_training.startswith("train_mpii.py --config experiments/mpii/hg8_baseline.yaml")
     assert teacher_training.endswith(
-        f"--set runtime.device=cpu --data-root {data}"
+        f"--set runtime.device=cpu --set data.use_gt_boxes=true --data-root {data}"
     )  # not the lr, not --resume
     assert student_training.endswith(" ".join(student_args))
 

@@ -177,3 +177,19 @@ def test_quick_table_interrupted_mid_row_finishes_without_retraining(
     # the evaluations were stored: --collect reuses them without recomputing (row 3 still lacks its metric)
     assert main([str(path), "--quick", "--collect", "--output-root", str(root)]) == 1
     assert table_rows((root / "tables" / "tiny.md").read_text())[1][3] == rows[1][3]
+
+
+def test_odkd_tables_label_the_figure_script_values_and_test_on_detector_boxes() -> None:
+    """SPEC C: the only ODKD numbers come from a figure script (likely, not certain), on detector boxes."""
+    from engine.tables.report import RowResult, render_markdown
+
+    for name in table_names():
+        table = load_table(name)
+        figure_script = name.startswith("odkd_")  # odkd_students, odkd_ablations (ochuman: no paper values)
+        expected = "paper: likely (figure script)" if figure_script else "paper"
+        assert table.paper_column == expected, name
+        if figure_script:
+            assert table.protocol.boxes == "detector", name
+            results = [RowResult(row, "not run") for row in table.rows]
+            header = render_markdown(table, results).splitlines()[4]
+            assert header.startswith("| row | experiment | paper: likely (figure script) | ours |"), header

@@ -110,14 +110,12 @@ class Pipeline:
             )
         return cls(codec=codec, skeleton=skeleton, color=color, flip=flip, shift_heatmap=shift)
 
-    def differences(self, other: Pipeline) -> list[str]:
-        """'name: mine -> other's' for each fact (flip test aside) in which two pipelines differ."""
-        pairs = {
-            "input_size": (list(self.codec.input_size), list(other.codec.input_size)),
-            "heatmap_size": (list(self.codec.heatmap_size), list(other.codec.heatmap_size)),
-            "sigma": (self.codec.sigma, other.codec.sigma),
-            "skeleton": (self.skeleton.name, other.skeleton.name),
-            "joints": (self.skeleton.joint_names, other.skeleton.joint_names),
-            "color": (self.color, other.color),
+    def data_values(self) -> dict[str, Any]:
+        """The pipeline's facts as the ``data:`` keys that set them (input and heatmap size, sigma, colour):
+        what a teacher and its student must share, named as a user would change them."""
+        return {
+            "input_size": list(self.codec.input_size),
+            "heatmap_size": list(self.codec.heatmap_size),
+            "sigma": self.codec.sigma,
+            "color": self.color,
         }
-        return [f"{name} {mine} -> {theirs}" for name, (mine, theirs) in pairs.items() if mine != theirs]

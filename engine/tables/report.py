@@ -63,10 +63,10 @@ def render_markdown(table: Table, results: list[RowResult], *, quick: bool = Fal
         "",
     ]
     gflops = table.has_gflops
-    header = ["row", "experiment", "paper"] + (["paper GFLOPs"] if gflops else [])
+    header = ["row", "experiment", table.paper_column] + (["paper GFLOPs"] if gflops else [])
     header += ["ours", "ours - paper", "paper source", "status"]
     lines.append("| " + " | ".join(header) + " |")
-    numeric = ("paper", "paper GFLOPs", "ours", "ours - paper")
+    numeric = (table.paper_column, "paper GFLOPs", "ours", "ours - paper")
     lines.append("|" + "|".join("---:" if h in numeric else "---" for h in header) + "|")
     for result in results:
         row = result.row
@@ -99,6 +99,7 @@ def render_json(table: Table, results: list[RowResult], *, quick: bool = False) 
         "table": table.name,
         "title": table.title,
         "source": table.source,
+        "paper_column": table.paper_column,
         "protocol": asdict(table.protocol),
         "quick": quick,
         "command": command(table.name, quick),

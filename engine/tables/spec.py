@@ -12,6 +12,7 @@ picks them up)::
       boxes: gt             # COCO only: gt | detector (data.use_gt_boxes at evaluation)
       flip: true            # flip test at evaluation
     notes: optional text under the table
+    paper_column: optional header of the paper values' column (default "paper")
     rows:
       - label: 4-stack OKDHP (2 shared + 3 x 2)
         experiment: mpii/hg4_okdhp   # trained into <output root>/mpii_hg4_okdhp; null with not_built: why
@@ -50,7 +51,7 @@ PAPER_ORDER = (
     "ochuman",
 )
 BOXES = ("gt", "detector")
-TABLE_KEYS = ("title", "source", "protocol", "notes", "rows")
+TABLE_KEYS = ("title", "source", "protocol", "notes", "paper_column", "rows")
 PROTOCOL_KEYS = ("text", "metric", "scale", "boxes", "flip")
 ROW_KEYS = (
     "label",
@@ -111,6 +112,7 @@ class Table:
     protocol: Protocol
     rows: tuple[Row, ...]
     notes: str = ""
+    paper_column: str = "paper"  # the paper values' column header (ODKD's: "paper: likely (figure script)")
 
     @property
     def experiments(self) -> list[str]:
@@ -171,6 +173,7 @@ def load_table(name: str) -> Table:
         protocol=protocol,
         rows=tuple(_row(item, protocol, f"{where}: rows[{i}]", known) for i, item in enumerate(rows)),
         notes=" ".join(str(raw.get("notes") or "").split()),
+        paper_column=_text(raw.get("paper_column", "paper"), f"{where}: paper_column"),
     )
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from datasets.codec import HeatmapCodec
-from datasets.registry import build_codec, build_dataset, skeleton_of
+from datasets.registry import build_codec, build_dataset, scoring_section, skeleton_of
 from engine.experiment.checks import check_input_size, model_section_for
 from engine.experiment.config import ExperimentConfig, save_config
 from engine.inference.loops import validate
@@ -80,7 +80,7 @@ class TrainingRun:
             config.data, split="train", train=True, seed=config.seed, codec=self.codec
         )
         self.val_set = build_dataset(
-            config.data, split="valid", train=False, seed=config.seed, codec=self.codec
+            scoring_section(config.data), split="valid", train=False, seed=config.seed, codec=self.codec
         )
         self.val_set.check_scoring()  # e.g. MPII's gt_valid.mat: now, not at the first validation
         seed_everything(config.seed)

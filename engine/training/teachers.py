@@ -42,9 +42,10 @@ def build_teachers(
     """The frozen teachers of the ``teachers:`` section, with the epochs each one teaches, and the output of
     each one's network on the meta device (the heads it has, for the loss's ``check_outputs``).
 
-    Each teacher must predict the student's joints (its skeleton), see the student's input as it was trained
-    to (its colour normalisation) and give heatmaps of the student's size for the run's input (checked on the
-    meta device before its weights are read, when the config gives its model section).
+    Each teacher must predict the student's joints (its skeleton), have been trained with the student's input
+    pipeline (input size, heatmap size, sigma, colour normalisation: ``check_teacher_pipeline``) and give
+    heatmaps of the student's size for the run's input (checked on the meta device before its weights are
+    read, when the config gives its model section).
     """
     teachers, outputs = {}, {}
     for name, section in config.teachers.items():
@@ -59,8 +60,8 @@ def build_teachers(
         if section.model is not None:
             model_section, outputs[name] = teacher_section(section.model, f"teachers.{name}.model", student)
         loaded = load_network(path, section=model_section, plain_ok=True, label=label)
+        check_teacher_pipeline(loaded.pipeline, f"{label} ({path})", student)  # None: a plain state_dict
         if model_section is None:
-            check_teacher_pipeline(loaded.pipeline, f"{label} ({path})", student)
             _, outputs[name] = teacher_section(loaded.section, f"{label} ({path})", student)
         start, end = epoch_range(section.start, section.end, config.train.epochs)
         teachers[name] = FrozenTeacher(freeze(loaded.model), start, end, str(path), file_sha256(path))
@@ -105,9 +106,10 @@ def teacher_section(
 
 
 def check_teacher_pipeline(pipeline: Pipeline | None, where: str, student: Pipeline) -> None:
-    """Refuse a teacher trained on another skeleton or with another colour normalisation than the student's
-    data (its heatmaps would be of other joints, or of wrongly normalised images); None: a file that does not
-    say (a plain state_dict)."""
+    """Refuse a teacher trained on another skeleton, or with another input pipeline than the student's data:
+    input size, heatmap size, sigma (the codec) or colour normalisation. The teacher runs on the student's
+    crops and its heatmaps are compared with the student's pixel by pixel, so each must be the same. None: a
+    file that does not say (a plain state_dict)."""
     if pipeline is None:
         return
     theirs, ours = pipeline.skeleton, student.skeleton
@@ -117,9 +119,16 @@ def check_teacher_pipeline(pipeline: Pipeline | None, where: str, student: Pipel
             f"student's data has the {ours.name} skeleton ({ours.num_joints} joints); a teacher must predict the "
             f"student's joints: use a teacher trained on {ours.name} data"
         )
-    if pipeline.color != student.color:
+    teacher, student_values = pipeline.data_values(), student.data_values()
+    differing = [key for key in teacher if teacher[key] != student_values[key]]
+    if differing:
+        named = "; ".join(
+            f"data.{key}: the teacher's is {teacher[key]}, the student's is {student_values[key]}"
+            for key in differing
+        )
         raise ConfigError(
-            f"{where}: the teacher was trained on images normalised as {pipeline.color}, but the student's data "
-            f"is normalised as {student.color} (data.color), so the teacher would see images it was not trained "
-            f"on; set data.color: {pipeline.color} or use a teacher trained with {student.color}"
+            f"{where}: the teacher was trained with another input pipeline than the student's ({named}). The "
+            "teacher sees the student's crops and its heatmaps teach the student's pixel by pixel, so both must "
+            f"be the same: set {', '.join(f'data.{key}: {teacher[key]}' for key in differing)} for the student, "
+            "or use a teacher trained with the student's values"
         )
