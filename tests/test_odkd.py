@@ -27,6 +27,7 @@ from tests.test_distiller import CountCalls
 from tools.convert_checkpoint import main as convert_main
 from tools.model_summary import main as summary_main
 from tools.model_summary import read_config as read_summary_config
+from tools.model_summary import read_loss, read_teachers
 from utils.checkpoint import load_checkpoint, save_checkpoint
 from utils.errors import CheckpointError, ConfigError
 
@@ -537,6 +538,20 @@ def test_the_orderly_schedule_and_the_ablations_in_the_yamls() -> None:
     mixed = load_config(ODKD / "hrnet_w16_odkd_mixed.yaml")
     assert all((t.start, t.end) == (0.0, 1.0) for t in mixed.teachers.values())
     check_loss_teachers(load_config(ODKD / "hrnet_w16_odkd_pt_only.yaml"))  # senior_teacher: null
+
+    # The loss fills a teacher that gives neither start nor end: the order needs both teachers; a lone teacher
+    # teaches the whole run; a teacher that gives one of the two gets 0 or 1 for the other.
+    def windows(*changes: str) -> dict[str, tuple[float, float]]:
+        changed = load_config(ODKD / "hrnet_w16_odkd.yaml", list(changes))
+        return {name: (t.start, t.end) for name, t in changed.teachers.items()}
+
+    assert windows("loss.senior_teacher=null") == {"pt": (0.0, 1.0), "st": (0.0, 1.0)}
+    assert windows("teachers.pt.end=0.25") == {"pt": (0.0, 0.25), "st": (0.5, 1.0)}
+    assert windows("teachers.st.start=0.75") == {"pt": (0.0, 0.5), "st": (0.75, 1.0)}
+    assert windows("teachers.st.end=0.25") == {"pt": (0.0, 0.5), "st": (0.0, 0.25)}
+    with pytest.raises(ConfigError, match="need 0 <= start < end <= 1"):
+        windows("teachers.st.start=0.6", "teachers.st.end=0.4")
+
     config.teachers.pop("st")
     with pytest.raises(ConfigError, match="learns from the teacher"):
         check_loss_teachers(config)
@@ -617,17 +632,19 @@ def test_the_docs_defaults_table_model_summary_and_the_loss_code_agree(capsys: p
     assert documented == code
     raw = yaml.safe_load((ODKD / "_odkd_loss.yaml").read_text())
     assert raw["loss"] == {"name": "odkd"}  # the yaml repeats no default
-    assert summary_main([str(ODKD / "hrnet_w16_odkd.yaml"), "--json"]) == 0
+    # The tool, as a user runs it, on the CPU demo's ODKD student (small teachers: counted in a second) and,
+    # through the same reader, on the headline config.
+    assert summary_main([str(ODKD / "demo_student_odkd.yaml"), "--json"]) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert {f"loss.{k}": v for k, v in summary["loss"].items() if k != "name"} == {
-        k: v for k, v in documented.items() if k != "r"
-    }
-    windows = {name: (t["start"], t["end"]) for name, t in summary["teachers"].items()}
-    assert windows == {"pt": (0.0, documented["r"]), "st": (documented["r"], 1.0)}
-    demo = load_config(ODKD / "demo_student_odkd.yaml")  # the CPU demo runs the same defaults
-    assert {f"loss.{k}": v for k, v in LOSSES.resolved(demo.loss).items()} == {
-        k: v for k, v in documented.items() if k != "r"
-    }
+    for loss, teachers in (
+        (summary["loss"], summary["teachers"]),
+        (read_loss(ODKD / "hrnet_w16_odkd.yaml"), read_teachers(ODKD / "hrnet_w16_odkd.yaml")),
+    ):
+        assert {f"loss.{k}": v for k, v in loss.items() if k != "name"} == {
+            k: v for k, v in documented.items() if k != "r"
+        }
+        windows = {name: (t["start"], t["end"]) for name, t in teachers.items()}
+        assert windows == {"pt": (0.0, documented["r"]), "st": (documented["r"], 1.0)}
 
 
 def test_the_target_tool_measures_a_hard_plateau_against_a_known_answer() -> None:
