@@ -3,8 +3,8 @@
 #
 #   bash start.sh                      the paper's main run: 4-stack OKDHP, three branches, MPII
 #   bash start.sh demo                 make a synthetic MPII-format set, train, extract, evaluate (CPU, minutes)
-#   bash start.sh odkd-demo            ODKD on a synthetic COCO-format set: two teachers, a student with ODKD
-#                                      and its no-KD twin, one AP table (CPU, minutes)
+#   bash start.sh odkd-demo            ODKD on a synthetic COCO-format set: two teachers, then students without
+#                                      KD, with heatmap KD and with ODKD over 3 seeds, one table (CPU, minutes)
 #   bash start.sh <experiment> [ARGS]  any yaml under experiments/, e.g. mpii/hg2_okdhp or coco/hg4_okdhp;
 #                                      ARGS go to the trainer (e.g. --resume, --overwrite, --set train.batch_size=32)
 #   bash start.sh list                 the demos and the experiments

@@ -3,6 +3,8 @@
 Every loss of the project has the engine's one signature, ``loss(output, batch, epoch) -> {name: tensor}``
 with ``total`` among the terms, and declares in ``batch_keys`` which entries of the collated batch it reads,
 so that a config pairing it with a dataset that lacks one is refused at start-up (``check_batch_keys``).
+A term named ``count/...`` is a count over the batch (e.g. joints), not a loss: the training loop sums it
+over an epoch and over processes instead of averaging it per sample.
 """
 
 from __future__ import annotations
@@ -14,6 +16,13 @@ from torch import Tensor, nn
 
 from losses.registry import LOSSES
 from models.output import PoseOutput
+
+COUNT_PREFIX = "count/"
+
+
+def is_count(name: str) -> bool:
+    """True for a term that counts (summed over an epoch and over processes), false for a loss term."""
+    return name.startswith(COUNT_PREFIX)
 
 
 def joint_weights(target_weight: Tensor, heatmaps: Tensor) -> Tensor:
@@ -45,6 +54,14 @@ class PoseLoss(nn.Module):
 
     def forward(self, output: PoseOutput, batch: dict[str, Any], epoch: int = 0) -> dict[str, Tensor]:
         raise NotImplementedError
+
+    @classmethod
+    def teacher_windows(
+        cls, values: Mapping[str, Any], teachers: Iterable[str]
+    ) -> dict[str, tuple[float, float]]:
+        """The default ``(start, end)`` of teachers whose config gives neither, from the resolved loss keys
+        ``values``; a teacher left out here teaches the whole run, (0, 1)."""
+        return {}
 
     def check_outputs(self, student: PoseOutput, teachers: Mapping[str, PoseOutput]) -> None:
         """Refuse, before the first step, a student or teacher lacking a head this loss reads (a ConfigError

@@ -27,6 +27,7 @@ from tests.test_distiller import CountCalls
 from tools.convert_checkpoint import main as convert_main
 from tools.model_summary import main as summary_main
 from tools.model_summary import read_config as read_summary_config
+from tools.model_summary import read_loss, read_teachers
 from utils.checkpoint import load_checkpoint, save_checkpoint
 from utils.errors import CheckpointError, ConfigError
 
@@ -81,6 +82,13 @@ def reference_binarize(maps: np.ndarray, tau: float, mode: str) -> np.ndarray:
     return (clipped >= tau).astype(np.float64) if mode == "hard" else clipped * (clipped >= tau)
 
 
+def reference_kd(stacks: list[np.ndarray], soft_target: np.ndarray, weight: np.ndarray) -> float:
+    """The distillation term: a labelled joint whose soft target has no value above 0 gets weight 0."""
+    present = (soft_target.reshape(*soft_target.shape[:2], -1).max(axis=2) > 0).astype(np.float64)
+    kd_weight = weight.reshape(present.shape) * present
+    return sum(reference_joints_mse(a, soft_target, kd_weight) for a in stacks)
+
+
 def sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
@@ -127,7 +135,7 @@ def test_odkd_loss_in_the_primary_teacher_phase_equals_float64(hand_made: dict, 
     target, weight = hand_made["target"].numpy(), hand_made["weight"].numpy()
     soft_target = reference_binarize(hand_made["pt"].numpy(), 0.5, mode)
     gt = sum(reference_joints_mse(a, target, weight) for a in arrays)
-    kd = sum(reference_joints_mse(a, soft_target, weight) for a in arrays)
+    kd = reference_kd(arrays, soft_target, weight)
     assert terms["mse"].item() == pytest.approx(gt, rel=1e-12)
     assert terms["kd_pt"].item() == pytest.approx(kd, rel=1e-12)
     assert terms["kd_st"].item() == 0.0 and terms["mask_kd"].item() == 0.0
@@ -160,7 +168,7 @@ def test_odkd_loss_in_the_senior_teacher_phase_equals_float64(
     }[mask_mode]
     soft_target = reference_binarize(hand_made["st"].numpy() * restriction, 0.4, "hard")
     gt = sum(reference_joints_mse(a, target, weight) for a in arrays)
-    kd = sum(reference_joints_mse(a, soft_target, weight) for a in arrays)
+    kd = reference_kd(arrays, soft_target, weight)
     bce = reference_bce(hand_made["student_mask"].numpy(), mask_probability)
     assert terms["mse"].item() == pytest.approx(gt, rel=1e-12)
     assert terms["kd_st"].item() == pytest.approx(kd, rel=1e-12)
@@ -189,6 +197,126 @@ def test_zero_weight_joints_and_students_without_a_mask_head(hand_made: dict) ->
     assert terms["kd_pt"].item() > 0 and terms["kd_st"].item() > 0
     expected = terms["mse"] + 0.5 * (terms["kd_pt"] + terms["kd_st"])
     assert terms["total"].item() == pytest.approx(expected.item(), rel=1e-12)
+
+
+def peaked_maps(peaks: list[list[float]], height: int = 5, width: int = 4) -> torch.Tensor:
+    """(B, J, h, w) float64 maps: a 3x3 bump around pixel (2, 1) whose centre is ``peaks[b][j]`` and whose
+    other 8 pixels are 0.4 of it; 0 elsewhere."""
+    maps = torch.zeros(len(peaks), len(peaks[0]), height, width, dtype=torch.float64)
+    for b, row in enumerate(peaks):
+        for j, peak in enumerate(row):
+            maps[b, j, 1:4, 0:3] = 0.4 * peak
+            maps[b, j, 2, 1] = peak
+    return maps
+
+
+def test_a_labelled_joint_whose_teacher_peak_is_below_tau_teaches_nothing(hand_made: dict) -> None:
+    """Joint 1 of sample 0 is labelled, but the primary teacher's peak there is 0.4 < tau = 0.5: hard
+    binarization leaves its map empty. It must add nothing to the distillation term (not 'no joint here'),
+    while its ground-truth term is unchanged."""
+    weight = torch.ones(2, 3, 1, dtype=torch.float64)
+    weight[1, 2] = 0.0  # an unlabelled joint, for the count
+    batch = {"target": hand_made["target"], "target_weight": weight}
+    pt = peaked_maps([[0.9, 0.4, 1.0], [0.8, 0.7, 0.95]])
+    loss = ODKDLoss(tau=0.5, binarize="hard")
+    stacks = [s.clone().requires_grad_(True) for s in hand_made["stacks"]]
+    terms = loss(student_output({**hand_made, "stacks": stacks}, {"pt": teacher(pt)}), batch)
+
+    arrays = [s.detach().numpy() for s in stacks]
+    target, w = hand_made["target"].numpy(), weight.numpy()
+    gt = sum(reference_joints_mse(a, target, w) for a in arrays)  # every labelled joint, as without a teacher
+    assert terms["mse"].item() == pytest.approx(gt, rel=1e-12)
+    kd_weight = w.copy()
+    kd_weight[0, 1] = 0.0
+    soft = (pt.numpy() >= 0.5).astype(np.float64)
+    assert not soft[0, 1].any()  # the processed map is empty
+    kd = sum(reference_joints_mse(a, soft, kd_weight) for a in arrays)
+    assert terms["kd_pt"].item() == pytest.approx(kd, rel=1e-12)
+    assert terms["count/kd_pt_empty"].item() == 1 and terms["count/kd_st_empty"].item() == 0
+    assert terms["count/labelled_joints"].item() == 5
+    # The joint's student maps get no gradient from the distillation term, and the ground-truth term's gradient.
+    (kd_grad,) = torch.autograd.grad(terms["kd_pt"], stacks[0], retain_graph=True)
+    (gt_grad,) = torch.autograd.grad(terms["mse"], stacks[0])
+    assert torch.count_nonzero(kd_grad[0, 1]) == 0 and torch.count_nonzero(kd_grad[0, 0]) > 0
+    assert torch.count_nonzero(gt_grad[0, 1]) > 0
+    # With the threshold relative to the map's peak (0.4 * 0.5 = 0.2), the weak joint teaches its bump.
+    relative = ODKDLoss(tau=0.5, tau_mode="relative")(student_output(hand_made, {"pt": teacher(pt)}), batch)
+    assert relative["count/kd_pt_empty"].item() == 0
+    soft_relative = np.stack([(m >= 0.5 * m.max(axis=(1, 2), keepdims=True)) for m in pt.numpy()]).astype(
+        float
+    )
+    assert relative["kd_pt"].item() == pytest.approx(reference_kd(arrays, soft_relative, w), rel=1e-12)
+
+
+def test_a_joint_outside_the_senior_teachers_mask_teaches_nothing_in_either_tau_mode(hand_made: dict) -> None:
+    """Restriction first: a bump the ST's mask removes leaves an empty map (absolute and relative alike); a
+    bump whose peak the mask removes keeps its tail (0.4 < tau) only with the relative threshold."""
+    batch = {"target": hand_made["target"], "target_weight": torch.ones(2, 3, 1, dtype=torch.float64)}
+    st = peaked_maps([[1.0, 1.0, 1.0], [1.0, 1.0, 1.0]])
+    logits = torch.full((2, 1, 5, 4), 5.0, dtype=torch.float64)
+    logits[0, :, 1:4, 0:3] = -5.0  # sample 0: the whole bump outside the mask: every joint's map is empty
+    logits[1, :, 2, 0:2] = -5.0  # sample 1: the peak and its left neighbour outside, the rest of the bump in
+    senior = teacher(st, logits)
+    for tau_mode, empty in (("absolute", 6), ("relative", 3)):
+        terms = ODKDLoss(tau=0.5, tau_mode=tau_mode)(student_output(hand_made, {"st": senior}), batch)
+        assert terms["count/kd_st_empty"].item() == empty, tau_mode
+        assert terms["mse"].item() == pytest.approx(
+            sum(
+                reference_joints_mse(a.numpy(), batch["target"].numpy(), np.ones((2, 3, 1)))
+                for a in hand_made["stacks"]
+            ),
+            rel=1e-12,
+        )
+
+
+def test_relative_threshold_on_hand_made_maps() -> None:
+    maps = torch.tensor([[0.1, 0.2, 0.3, 0.4], [0.0, 0.0, 0.0, 0.0], [-0.2, 0.5, 2.0, 1.0]]).reshape(
+        1, 3, 2, 2
+    )
+    hard = binarize(maps, 0.5, "hard", "relative").reshape(3, 4).tolist()
+    assert hard == [
+        [0.0, 1.0, 1.0, 1.0],
+        [0.0] * 4,
+        [0.0, 1.0, 1.0, 1.0],
+    ]  # t = 0.2; empty stays empty; 1.0 clip
+    soft = binarize(maps, 0.5, "soft", "relative").flatten().tolist()
+    assert soft == pytest.approx([0.0, 0.2, 0.3, 0.4] + [0.0] * 4 + [0.0, 0.5, 1.0, 1.0])
+    assert binarize(maps, 0.5, "none", "relative") is maps
+    with pytest.raises(ConfigError, match="loss.tau_mode"):
+        ODKDLoss(tau_mode="peak")
+
+
+def test_an_epoch_sums_the_counts_and_averages_the_loss_terms() -> None:
+    """train_one_epoch: ``count/...`` terms are summed over the batches (and processes), not averaged per
+    sample like the loss terms; three batches of 2, 1 and 2 samples, one empty joint per sample."""
+    from engine.runtime.execution import Runtime
+    from engine.training.loop import train_one_epoch
+
+    class Student(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.scale = torch.nn.Parameter(torch.tensor(0.5))
+
+        def forward(self, image: torch.Tensor) -> PoseOutput:
+            maps = image[:, :1].repeat(1, 2, 1, 1) * self.scale  # two joints
+            teacher_maps = torch.stack([torch.ones_like(maps[:, 0]), torch.zeros_like(maps[:, 0])], dim=1)
+            return PoseOutput(stacks=[maps], branches=[maps], teachers={"pt": teacher(teacher_maps)})
+
+    def batch(size: int) -> dict[str, torch.Tensor]:
+        return {
+            "image": torch.ones(size, 3, 4, 4),
+            "target": torch.zeros(size, 2, 4, 4),
+            "target_weight": torch.ones(size, 2, 1),
+        }
+
+    model = Student()
+    loader = [batch(2), batch(1), batch(2)]
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)  # no step changes the terms
+    terms = train_one_epoch(model, ODKDLoss(), loader, optimizer, 0, Runtime(device=torch.device("cpu")))
+    assert terms["count/labelled_joints"] == 10 and terms["count/kd_pt_empty"] == 5
+    assert terms["count/kd_st_empty"] == 0
+    # per sample: mse = 0.5 * mean(0.5^2) = 0.125; the teacher's joint 0 (all ones) and joint 1 (empty, weight 0)
+    assert terms["mse"] == pytest.approx(0.125) and terms["kd_pt"] == pytest.approx(0.5 * 0.25 / 2)
 
 
 def test_odkd_loss_refusals(hand_made: dict) -> None:
@@ -410,11 +538,135 @@ def test_the_orderly_schedule_and_the_ablations_in_the_yamls() -> None:
     mixed = load_config(ODKD / "hrnet_w16_odkd_mixed.yaml")
     assert all((t.start, t.end) == (0.0, 1.0) for t in mixed.teachers.values())
     check_loss_teachers(load_config(ODKD / "hrnet_w16_odkd_pt_only.yaml"))  # senior_teacher: null
+
+    # The loss fills a teacher that gives neither start nor end: the order needs both teachers; a lone teacher
+    # teaches the whole run; a teacher that gives one of the two gets 0 or 1 for the other.
+    def windows(*changes: str) -> dict[str, tuple[float, float]]:
+        changed = load_config(ODKD / "hrnet_w16_odkd.yaml", list(changes))
+        return {name: (t.start, t.end) for name, t in changed.teachers.items()}
+
+    assert windows("loss.senior_teacher=null") == {"pt": (0.0, 1.0), "st": (0.0, 1.0)}
+    assert windows("teachers.pt.end=0.25") == {"pt": (0.0, 0.25), "st": (0.5, 1.0)}
+    assert windows("teachers.st.start=0.75") == {"pt": (0.0, 0.5), "st": (0.75, 1.0)}
+    assert windows("teachers.st.end=0.25") == {"pt": (0.0, 0.5), "st": (0.0, 0.25)}
+    with pytest.raises(ConfigError, match="need 0 <= start < end <= 1"):
+        windows("teachers.st.start=0.6", "teachers.st.end=0.4")
+
     config.teachers.pop("st")
     with pytest.raises(ConfigError, match="learns from the teacher"):
         check_loss_teachers(config)
     senior = load_config(ODKD / "st_hrnet_w48_mask.yaml")
     assert senior.data["with_mask"] and senior.loss["name"] == "pose_mask"
+
+
+def config_differences(old: object, new: object, prefix: str = "") -> set[str]:
+    """Dotted keys where two plain-data configs differ; a key present on one side only is named itself."""
+    if not (isinstance(old, dict) and isinstance(new, dict)):
+        return set() if old == new else {prefix}
+    keys = set()
+    for key in set(old) | set(new):
+        where = f"{prefix}.{key}" if prefix else str(key)
+        keys |= {where} if (key in old) != (key in new) else config_differences(old[key], new[key], where)
+    return keys
+
+
+def resolved_config(experiment: str) -> dict:
+    """An experiment's config as plain data with its loss's defaults filled in (what the run uses)."""
+    from engine.experiment.catalogue import resolve_config_path
+    from losses.registry import LOSSES
+
+    values = load_config(resolve_config_path(experiment)).to_dict()
+    values["loss"] = {"name": values["loss"]["name"], **LOSSES.resolved(values["loss"])}
+    return {k: v for k, v in values.items() if k not in ("experiment", "description")}
+
+
+def test_each_ablation_differs_from_odkd_in_exactly_the_keys_its_table_row_states() -> None:
+    from engine.tables.spec import load_table
+
+    table = load_table("odkd_ablations")
+    ablations = [row for row in table.rows if row.ablation_of]
+    assert {row.experiment for row in ablations} == {
+        f"odkd/{p.stem}"
+        for p in ODKD_YAMLS
+        if p.stem.startswith("hrnet_w16_odkd_") and p.stem != "hrnet_w16_odkd_published"
+    }
+    for row in ablations:
+        reference = resolved_config(row.ablation_of)
+        assert config_differences(reference, resolved_config(row.experiment)) == set(row.changes), row.label
+    # No order at the same weight: lambda_kd x (share of epochs a teacher teaches) and mu x (share of epochs
+    # with the mask term: the senior teacher's) are ODKD's.
+    mixed, odkd = (resolved_config(f"odkd/{name}") for name in ("hrnet_w16_odkd_mixed", "hrnet_w16_odkd"))
+    for config in (mixed, odkd):
+        spans = {name: t["end"] - t["start"] for name, t in config["teachers"].items()}
+        config["weights"] = [
+            config["loss"]["lambda_kd"] * spans["pt"],
+            config["loss"]["lambda_kd"] * spans["st"],
+        ]
+        config["weights"].append(config["loss"]["mu"] * spans["st"])
+    assert mixed["weights"] == pytest.approx(odkd["weights"]) and odkd["weights"] == pytest.approx(
+        [0.5, 0.5, 0.005]
+    )
+
+
+def docs_defaults() -> dict[str, object]:
+    """The defaults table of docs/odkd.md: {key: value}, the value read as yaml (``1.0``, ``hard``, ``false``)."""
+    text = (REPO / "docs" / "odkd.md").read_text()
+    start = text.index("| key | default | meaning |")
+    rows = text[start:].split("\n\n", 1)[0].splitlines()[2:]
+    table = {}
+    for row in rows:
+        key, default = (cell.strip().strip("`") for cell in row.strip("|").split("|")[:2])
+        table[key] = yaml.safe_load(default)
+    return table
+
+
+def test_the_docs_defaults_table_model_summary_and_the_loss_code_agree(capsys: pytest.CaptureFixture) -> None:
+    """One source: the loss code (ODKDLoss's keyword defaults and ORDER_SPLIT). docs/odkd.md's table lists
+    every one of them, and tools/model_summary.py prints them resolved for the headline ODKD config."""
+    from losses.odkd import ORDER_SPLIT
+    from losses.registry import LOSSES
+
+    documented = docs_defaults()
+    code = {f"loss.{key}": value for key, value in LOSSES.resolved({"name": "odkd"}).items()}
+    code["r"] = ORDER_SPLIT
+    assert documented == code
+    raw = yaml.safe_load((ODKD / "_odkd_loss.yaml").read_text())
+    assert raw["loss"] == {"name": "odkd"}  # the yaml repeats no default
+    # The tool, as a user runs it, on the CPU demo's ODKD student (small teachers: counted in a second) and,
+    # through the same reader, on the headline config.
+    assert summary_main([str(ODKD / "demo_student_odkd.yaml"), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    for loss, teachers in (
+        (summary["loss"], summary["teachers"]),
+        (read_loss(ODKD / "hrnet_w16_odkd.yaml"), read_teachers(ODKD / "hrnet_w16_odkd.yaml")),
+    ):
+        assert {f"loss.{k}": v for k, v in loss.items() if k != "name"} == {
+            k: v for k, v in documented.items() if k != "r"
+        }
+        windows = {name: (t["start"], t["end"]) for name, t in teachers.items()}
+        assert windows == {"pt": (0.0, documented["r"]), "st": (documented["r"], 1.0)}
+
+
+def test_the_target_tool_measures_a_hard_plateau_against_a_known_answer() -> None:
+    """tools/odkd_targets.py on one joint on a pixel centre (heatmap pixel (20, 30), sigma 2): the Gaussian
+    decodes exactly; the hard plateau decodes at its first raster pixel (-1, -2) plus a quarter pixel towards
+    the plateau in x and y: |(-0.75, -1.75)| = 1.904. A mask that cuts off the plateau empties the ST's map."""
+    from datasets.codec import HeatmapCodec
+    from tools.odkd_targets import PerfectTeachers, measure
+
+    codec = HeatmapCodec((192, 256), (48, 64), 2.0)
+    joints = np.array([[20.0, 30.0], [10.0, 10.0]])
+    target, weight = codec.encode(joints * 4.0, np.ones(2))
+    logits = torch.full((1, 1, 64, 48), 9.0, dtype=torch.float64)
+    logits[0, 0, 8:13, 8:13] = -9.0  # the second joint's plateau (d <= 2.35 px) lies outside the mask
+    teachers = PerfectTeachers(torch.from_numpy(target)[None].double(), logits, weight.T > 0, joints[None])
+    rows = {(row["variant"], row["teacher"]): row for row in measure(teachers, tau=0.5)}
+    assert rows["gaussian (binarize: none)", "PT"]["mean_error"] == 0.0
+    hard = rows["hard, absolute tau", "PT"]
+    assert hard["mean_error"] == pytest.approx(np.hypot(0.75, 1.75)) and hard["empty"] == 0
+    assert rows["hard, absolute tau", "ST in mask"]["empty"] == 1  # its tail (< 0.5) is all that is left
+    assert rows["hard, relative tau", "ST in mask"]["empty"] == 0  # the tail survives, off the joint
+    assert rows["hard, relative tau", "ST in mask"]["max_error"] >= 1.0
 
 
 def test_freeze_keypoints_trains_the_mask_head_only() -> None:

@@ -167,6 +167,7 @@ ODKD = {
     "name": "odkd",
     "lambda_kd": 1.0,
     "tau": 0.5,  # hard 1[H >= 0.5] on teacher maps clipped to [0, 1]
+    "tau_mode": "absolute",  # SPEC C's 1[H >= tau]; relative (tau x the map's peak) is a switch
     "binarize": "hard",
     "binarize_gt": False,
     "mu": 0.01,
@@ -290,23 +291,24 @@ ROWS: dict[str, dict[str, Any]] = {
     "odkd/hrnet_w16_odkd_published": w16_student(
         teachers={"pt": (0.0, 0.5, None), "st": (0.5, 1.0, "odkd/st_hrnet_w48_mask_published")}
     ),
-    "odkd/hrnet_w16_odkd_mixed": w16_student(  # both teachers in every epoch
-        teachers={"pt": (0.0, 1.0, "odkd/pt_hrnet_w32"), "st": (0.0, 1.0, "odkd/st_hrnet_w48_mask")}
+    "odkd/hrnet_w16_odkd_mixed": w16_student(  # both teachers in every epoch at half weight (docs/odkd.md)
+        loss={**ODKD, "lambda_kd": 0.5, "mu": 0.005},
+        teachers={"pt": (0.0, 1.0, "odkd/pt_hrnet_w32"), "st": (0.0, 1.0, "odkd/st_hrnet_w48_mask")},
     ),
     "odkd/hrnet_w16_odkd_reversed": w16_student(
         teachers={"pt": (0.5, 1.0, "odkd/pt_hrnet_w32"), "st": (0.0, 0.5, "odkd/st_hrnet_w48_mask")}
     ),
     "odkd/hrnet_w16_odkd_no_binarize": w16_student(loss={**ODKD, "binarize": "none"}),
+    "odkd/hrnet_w16_odkd_binarize_gt": w16_student(loss={**ODKD, "binarize_gt": True}),
+    "odkd/hrnet_w16_odkd_relative_tau": w16_student(loss={**ODKD, "tau_mode": "relative"}),
     "odkd/hrnet_w16_odkd_no_mask": w16_student(
         loss={**ODKD, "mask_mode": "none", "mu": 0.0}, mask_head=False
     ),
-    "odkd/hrnet_w16_odkd_pt_only": w16_student(
-        loss={**ODKD, "senior_teacher": None},
-        teachers={"pt": (0.0, 1.0, "odkd/pt_hrnet_w32")},
-        mask_head=False,
+    "odkd/hrnet_w16_odkd_pt_only": w16_student(  # ODKD without the senior teacher's phase
+        loss={**ODKD, "senior_teacher": None}, teachers={"pt": (0.0, 0.5, "odkd/pt_hrnet_w32")}
     ),
-    "odkd/hrnet_w16_odkd_st_only": w16_student(
-        loss={**ODKD, "primary_teacher": None}, teachers={"st": (0.0, 1.0, "odkd/st_hrnet_w48_mask")}
+    "odkd/hrnet_w16_odkd_st_only": w16_student(  # ODKD without the primary teacher's phase
+        loss={**ODKD, "primary_teacher": None}, teachers={"st": (0.5, 1.0, "odkd/st_hrnet_w48_mask")}
     ),
     # the 4-stage hourglass of ODKD's figure: the 4-stack hourglass with 128 features
     "odkd/hg4_f128_baseline": row(ODKD_DATA, ODKD_TRAIN, hg(17, 4, num_features=128), MSE),
@@ -441,7 +443,12 @@ def test_losses_default_to_spec() -> None:
     assert defaults(OKDHPLoss) == {key: value for key, value in OKDHP.items() if key != "name"}
     assert defaults(FPDLoss) == {"alpha": 0.5, "teacher": "teacher"}
     odkd = defaults(ODKDLoss)
-    assert (odkd["tau"], odkd["binarize"], odkd["binarize_gt"]) == (0.5, "hard", False)
+    assert (odkd["tau"], odkd["tau_mode"], odkd["binarize"], odkd["binarize_gt"]) == (
+        0.5,
+        "absolute",
+        "hard",
+        False,
+    )
     assert defaults(rampup_weight) == {"rampup_epochs": 90}
 
 

@@ -8,7 +8,9 @@ Parts: stem, shared stacks, each branch, FAU, total and the deployable branch fo
 stem, stacks and total for a single one. MACs count Conv2d / ConvTranspose2d / Linear multiply-accumulates per
 image (BN, ReLU, pooling, upsampling excluded; see ``utils/flops.py``). The network is built on PyTorch's
 meta device, so even the largest configs are counted in seconds without memory. With ``--json`` the last line
-of stdout is one JSON object with ``params, macs, deploy_params, deploy_macs, parts, ...``.
+of stdout is one JSON object with ``params, macs, deploy_params, deploy_macs, parts, ...``. A distillation
+config adds its teachers (epochs and forward cost); a config with a ``loss:`` section adds the loss with every
+default filled in from the loss code (``loss``), e.g. ODKD's.
 """
 
 from __future__ import annotations
@@ -33,26 +35,46 @@ from utils.flops import count_params, layer_macs, part_counts, without_batch_nor
 
 
 def read_teachers(path: Path) -> dict[str, dict[str, Any]]:
-    """The frozen teachers of a distillation config: {name: {model section, fraction of epochs it runs}}.
+    """The frozen teachers of a distillation config: {name: {model section, start, end, fraction of epochs}}.
 
     A teacher's network is its ``model:`` entry, else the model section of the experiment that trains it
-    (``teachers.<name>.experiment``); its checkpoint need not exist to be counted.
+    (``teachers.<name>.experiment``); its checkpoint need not exist to be counted. Its epochs are the resolved
+    config's (a teacher without ``start``/``end`` gets the loss's schedule, e.g. ODKD's orderly one).
     """
     from engine.experiment.catalogue import resolve_config_path
-    from engine.experiment.config import read_raw_config
+    from engine.experiment.config import load_config, read_raw_config
 
+    if not read_raw_config(path).get("teachers"):
+        return {}
     teachers = {}
-    for name, teacher in (read_raw_config(path).get("teachers") or {}).items():
-        section = teacher.get("model")
-        if section is None and teacher.get("experiment"):
-            section, _ = read_config(resolve_config_path(teacher["experiment"]))
+    for name, teacher in load_config(path).teachers.items():
+        section = teacher.model
+        if section is None and teacher.experiment:
+            section, _ = read_config(resolve_config_path(teacher.experiment))
         if section is None:
             raise UserError(
                 f"{path}: teacher '{name}' has neither a model section nor an experiment to count"
             )
-        fraction = float(teacher.get("end", 1.0)) - float(teacher.get("start", 0.0))
-        teachers[name] = {"model": section, "fraction": fraction}
+        teachers[name] = {
+            "model": section,
+            "start": teacher.start,
+            "end": teacher.end,
+            "fraction": teacher.end - teacher.start,
+        }
     return teachers
+
+
+def read_loss(path: Path) -> dict[str, Any] | None:
+    """The ``loss:`` section of a config with every default of its loss filled in (the loss code holds them:
+    ``LOSSES.resolved``), or None for a yaml without one."""
+    from engine.experiment.config import read_raw_config
+    from losses.registry import LOSSES
+
+    section = read_raw_config(path).get("loss")
+    if section is None:
+        return None
+    LOSSES.check(section, "loss")  # an unknown key or loss: a ConfigError naming it
+    return {"name": section["name"], **LOSSES.resolved(section)}
 
 
 def read_config(path: Path) -> tuple[dict[str, Any], tuple[int, int] | None]:
@@ -127,6 +149,8 @@ def add_teachers(summary: dict[str, Any], teachers: dict[str, dict[str, Any]]) -
             "model": teacher["model"]["name"],
             "params": teacher_summary["params"],
             "macs": teacher_summary["macs"],
+            "start": teacher["start"],
+            "end": teacher["end"],
             "fraction": teacher["fraction"],
         }
     summary["teachers"] = counted
@@ -152,7 +176,9 @@ def format_table(summary: dict[str, Any]) -> str:
         name = f"deploy (branch{summary['deploy_branch']})"
         lines.append(row(name, summary["deploy_params"], summary["deploy_macs"]))
     for name, teacher in summary.get("teachers", {}).items():
-        share = "" if teacher["fraction"] == 1.0 else f", {teacher['fraction']:.0%} of epochs"
+        share = (
+            "" if teacher["fraction"] == 1.0 else f", epochs [{teacher['start']:g}, {teacher['end']:g}) x E"
+        )
         lines.append(
             f"teacher {name} ({teacher['model']}, frozen, forward only{share}): {teacher['params']:,} params, "
             f"{teacher['macs'] / 1e9:.3f} GMACs"
@@ -161,6 +187,9 @@ def format_table(summary: dict[str, Any]) -> str:
         lines.append(
             f"per training image (student + teachers' forwards): {summary['training_macs'] / 1e9:.3f} GMACs"
         )
+    if summary.get("loss"):
+        keys = ", ".join(f"{key}={value}" for key, value in summary["loss"].items() if key != "name")
+        lines.append(f"loss {summary['loss']['name']} (defaults filled in): {keys or 'no keys'}")
     return "\n".join(lines)
 
 
@@ -182,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         section, config_size = read_config(args.config)
         height, width = args.input_size or config_size or (256, 256)
         summary = add_teachers(summarize(section, height, width, args.branch), read_teachers(args.config))
+        summary["loss"] = read_loss(args.config)
     except (UserError, ValueError) as error:
         print(f"error: {one_paragraph(error)}", file=sys.stderr)
         return 2

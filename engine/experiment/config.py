@@ -68,8 +68,10 @@ class TeacherConfig:
 
     checkpoint: str
     model: dict[str, Any] | None = None  # needed for a plain state_dict (e.g. a published HRNet file)
-    start: float = 0.0  # first epoch it runs, as a fraction of train.epochs (ODKD's r for the senior teacher)
-    end: float = 1.0  # it runs while epoch < end * train.epochs
+    # The epochs it teaches, as fractions of train.epochs: it runs while start * E <= epoch < end * E. With both
+    # left out the loss chooses (ODKD: its orderly schedule; others: the whole run); one left out is 0 or 1.
+    start: float | None = None
+    end: float | None = None
     experiment: str | None = (
         None  # the experiment that trains it (start.sh runs it first if the file is missing)
     )
@@ -239,6 +241,7 @@ def config_from_dict(
         description=_typed(raw.get("description", ""), str, "description", origin),
     )
     validate_sections(config, origin, schedule=schedule)
+    _teacher_windows(config, origin)
     config.origin = origin
     return config
 
@@ -250,17 +253,31 @@ def _teachers_from(values: Any, origin: ConfigOrigin) -> dict[str, TeacherConfig
             f"{origin.of('teachers')}: 'teachers' must map teacher names to {{checkpoint: ...}} sections",
             key="teachers",
         )
-    teachers = {}
-    for name, section in values.items():
-        teacher = _dataclass_from(TeacherConfig, section, f"teachers.{name}", origin)
+    return {
+        str(name): _dataclass_from(TeacherConfig, section, f"teachers.{name}", origin)
+        for name, section in values.items()
+    }
+
+
+def _teacher_windows(config: ExperimentConfig, origin: ConfigOrigin) -> None:
+    """Fill each teacher's ``start`` / ``end``: a teacher that gives neither gets the loss's default window
+    (``PoseLoss.teacher_windows``: ODKD's orderly schedule), one that gives one of them 0 or 1 for the other;
+    then check ``0 <= start < end <= 1``."""
+    from losses.registry import LOSSES
+
+    loss = LOSSES.get(config.loss["name"])
+    windows = loss.teacher_windows(LOSSES.resolved(config.loss), config.teachers) if config.teachers else {}
+    for name, teacher in config.teachers.items():
+        if teacher.start is None and teacher.end is None:
+            teacher.start, teacher.end = windows.get(name, (0.0, 1.0))
+        teacher.start = 0.0 if teacher.start is None else teacher.start
+        teacher.end = 1.0 if teacher.end is None else teacher.end
         if not 0.0 <= teacher.start < teacher.end <= 1.0:
             raise ConfigError(
                 f"{origin.of(f'teachers.{name}')}: teachers.{name}: need 0 <= start < end <= 1 (fractions of "
                 f"train.epochs), got start={teacher.start}, end={teacher.end}",
                 key=f"teachers.{name}",
             )
-        teachers[str(name)] = teacher
-    return teachers
 
 
 def validate_sections(config: ExperimentConfig, source: str | ConfigOrigin, schedule: bool = True) -> None:

@@ -63,6 +63,8 @@ ROW_KEYS = (
     "head",
     "evaluate",
     "paper_gflops",
+    "ablation_of",
+    "changes",
 )
 
 
@@ -94,6 +96,8 @@ class Row:
     head: str | None = None
     evaluate: str | None = None
     paper_gflops: float | None = None
+    ablation_of: str | None = None  # the experiment this row ablates; ``changes`` lists the config keys
+    changes: tuple[str, ...] = ()  # in which its resolved config differs from that one (tests hold it)
 
     @property
     def evaluation_config(self) -> str | None:
@@ -267,6 +271,19 @@ def _row(raw: Any, protocol: Protocol, where: str, known: set[str]) -> Row:
                     "`bash start.sh list` shows them"
                 )
     head = raw.get("head")
+    ablation_of, changes = raw.get("ablation_of"), raw.get("changes")
+    if (ablation_of is None) != (changes is None):
+        raise TableError(
+            f"{where}: ablation_of and changes go together (the experiment, the keys that differ)"
+        )
+    if ablation_of is not None and str(ablation_of) not in known:
+        raise TableError(
+            f"{where}: ablation_of '{ablation_of}' is not an experiment{closest(str(ablation_of), known)}"
+        )
+    if changes is not None and not (
+        isinstance(changes, list) and changes and all(isinstance(key, str) for key in changes)
+    ):
+        raise TableError(f"{where}: changes must be a non-empty list of dotted config keys, got {changes!r}")
     return Row(
         label=_text(raw["label"], f"{where}: label"),
         experiment=None if experiment is None else str(experiment),
@@ -277,4 +294,6 @@ def _row(raw: Any, protocol: Protocol, where: str, known: set[str]) -> Row:
         head=None if head is None else _text(head, f"{where}: head"),
         evaluate=None if raw.get("evaluate") is None else str(raw["evaluate"]),
         paper_gflops=_number(raw.get("paper_gflops"), f"{where}: paper_gflops"),
+        ablation_of=None if ablation_of is None else str(ablation_of),
+        changes=tuple(changes or ()),
     )

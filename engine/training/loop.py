@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader
 from datasets.base import EvalResult
 from engine.runtime.distributed import gather_objects
 from engine.runtime.execution import Runtime
+from losses.joints_mse import is_count
 from models.output import PoseOutput
 from utils.errors import UserError
 from utils.progress import Progress
@@ -39,7 +40,8 @@ def train_one_epoch(
     *,
     max_iters: int | None = None,
 ) -> dict[str, float]:
-    """One pass over the training data; returns each loss term averaged over the samples seen by every process.
+    """One pass over the training data; returns each loss term averaged over the samples seen by every process
+    and each count (``count/...``) summed over the epoch and the processes.
 
     The engine names no batch entry but the image: the loss receives the whole batch (``loss(output, batch,
     epoch)``) and the runtime runs the forward (autocast), the backward and the step. With several processes
@@ -78,11 +80,11 @@ def train_one_epoch(
 
         seen += size
         for name, value in values.items():
-            sums[name] += value * size
+            sums[name] += value if is_count(name) else value * size
         progress.set_postfix({k: f"{sums[k] / seen:.3g}" for k in _progress_terms(sums)})
     progress.close()
     *totals, seen = runtime.sum_over_ranks([*sums.values(), seen])  # every process's samples, not rank 0's
-    return {name: total / max(seen, 1) for name, total in zip(sums, totals)}
+    return {name: total if is_count(name) else total / max(seen, 1) for name, total in zip(sums, totals)}
 
 
 def _progress_terms(sums: dict[str, float]) -> list[str]:
