@@ -61,9 +61,13 @@ def ochuman_data() -> Path:
 
 
 def _test_threads() -> int:
-    """Torch threads per test process: OMP_NUM_THREADS when set (parallel runs), else at most 2."""
+    """Torch threads per test process: OMP_NUM_THREADS when set; else the cores shared among pytest-xdist's
+    workers (``-n auto``: one each on a 2-core machine), at most 2."""
     wanted = os.environ.get("OMP_NUM_THREADS", "")
-    return int(wanted) if wanted.isdigit() and int(wanted) > 0 else min(2, os.cpu_count() or 1)
+    if wanted.isdigit() and int(wanted) > 0:
+        return int(wanted)
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    return max(1, min(2, (os.cpu_count() or 1) // workers))
 
 
 @pytest.fixture(autouse=True)

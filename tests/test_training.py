@@ -166,7 +166,10 @@ def test_sigkill_mid_training_then_resume_with_workers(
         sys.executable, "train_mpii.py", "--config", str(config_path), "--output-dir", str(out),
         "--set", "runtime.workers=2",
     ]  # fmt: skip
-    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    threads = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}  # the resume's, in this process
+    process = subprocess.Popen(
+        command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=threads
+    )
     deadline = time.time() + 120
     while not (out / "last.pth").is_file() and time.time() < deadline and process.poll() is None:
         time.sleep(0.05)
@@ -199,7 +202,7 @@ def train_mpii_main(argv):
 
 
 def test_user_errors_are_one_paragraph(
-    tiny_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+    tiny_root: Path, straight_run: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     config_path = write_config(tmp_path, tiny_root, epochs=1)
     # the script itself, once: exit status 2 and one paragraph, no traceback
@@ -231,9 +234,8 @@ def test_user_errors_are_one_paragraph(
             expect=str(victim),
         )  # fmt: skip
 
-    # a checkpoint of an OKDHP model evaluated with a single-network config
-    out = tmp_path / "okdhp"
-    TrainingRun(load_config(config_path), out).fit(log=lambda _: None)
+    # a checkpoint of an OKDHP model (the module's run) evaluated with a single-network config
+    out = straight_run[1]
     other = write_config(tmp_path, tiny_root, name="hourglass", num_stacks=2)
     for key in ("shared_stacks", "branch_stacks"):
         text = yaml.safe_load(other.read_text())
