@@ -14,6 +14,7 @@ from datasets.keypoints import COCO, MPII
 from datasets.registry import build_codec, build_dataset
 from datasets.transforms import COLOR_MODES, normalize_image
 from engine.cli import run_cli
+from engine.convert.int8 import DEFAULT_MAX_DISPLACEMENT
 from engine.convert.onnx import TOLERANCE, color_description
 from engine.inference.onnx_network import SIDECAR_FORMAT, OnnxRuntimeNetwork
 from models.registry import build_model
@@ -28,13 +29,14 @@ from tests.deploy_helpers import (
 from tools.export import main as export_main
 from tools.standalone_pose import main as standalone_main
 from utils.checkpoint import load_checkpoint, save_checkpoint
+from utils.paths import REPO_ROOT
 
 pytest.importorskip("onnxruntime")
 
 SIDECAR_KEYS = {
     "format", "onnx_file", "opset", "input", "output", "input_size", "heatmap_size", "stride", "sigma",
     "color", "skeleton", "joint_names", "flip_pairs", "limbs", "crop", "flip_test", "decode", "model",
-    "source", "check",
+    "source", "check", "precision", "quantization",
 }  # fmt: skip
 
 
@@ -80,6 +82,7 @@ def assert_complete_sidecar(
     ]
     assert document["decode"]["quarter_offset"] == 0.25 and "argmax" in document["decode"]["rule"]
     assert document["check"]["max_abs_difference"] <= TOLERANCE
+    assert document["precision"] == "fp32" and document["quantization"] is None
     assert {"enabled", "shift_heatmap", "rule"} <= set(document["flip_test"])
 
 
@@ -234,3 +237,95 @@ def test_sidecar_colour_rule_reproduces_the_pipeline(color: str) -> None:
     mean, std = np.array(rule["mean"]), np.array(rule["std"])
     expected = ((planes / 255.0 - mean) / std).transpose(2, 0, 1)
     np.testing.assert_allclose(normalize_image(image, color).numpy(), expected, atol=1e-5)
+
+
+def quantized_weights(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """{weight name: (int8 values, scales)} of every per-channel quantized weight of a QDQ graph."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    initializers = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    weights = {}
+    for node in model.graph.node:
+        if node.op_type == "DequantizeLinear" and node.input[0] in initializers:
+            values, scales = initializers[node.input[0]], initializers[node.input[1]]
+            if values.dtype == np.int8 and scales.ndim == 1 and scales.size > 1:
+                weights[node.input[0]] = (values, scales)
+    return weights
+
+
+@pytest.mark.slow  # quantizes a network (about 4 s)
+def test_int8_export_writes_per_channel_weights_and_its_calibration(run_dir, tmp_path, capsys) -> None:
+    """The tiny 1-epoch run's heatmaps are nearly flat (argmax jumps by a pixel under any noise): this test
+    checks the int8 file and its sidecar with a bound of 2 heatmap pixels; the default bound (0.5) is held by
+    the demo checkpoint in the next test."""
+    out = tmp_path / "int8.onnx"
+    code, stdout, stderr = export(
+        capsys, run_dir / "deploy.pth", "--onnx", out, "--int8", "--calibration", run_dir / "config.yaml",
+        "--int8-max-displacement", "2",
+    )  # fmt: skip
+    assert code == 0, stderr
+    document = json.loads(out.with_suffix(".json").read_text())
+    assert document["precision"] == "int8"
+    quantization = document["quantization"]
+    assert quantization["format"] == "QDQ" and quantization["method"] == "minmax"
+    calibration = quantization["calibration"]
+    assert calibration["kind"] == "dataset" and calibration["source"] == str(run_dir / "config.yaml")
+    assert calibration["count"] == calibration["available"] == 16  # the tiny run's 16 training persons
+    check = quantization["check"]
+    assert check["within_bound"] and check["mean_displacement"] <= check["bound"]["mean_displacement"] == 2
+    assert check["crops"] == 32 and "mean keypoint displacement" in stdout
+
+    # Per-channel int8 weights: every convolution's weight is stored as int8 with one scale per output channel,
+    # and the stored values times their scales give back the fp32 weights to within half a step.
+    # (A convolution followed directly by BatchNorm is exported with the BatchNorm folded in: its weight has
+    # another name and other values; the others keep the checkpoint's names and values.)
+    state = load_checkpoint(run_dir / "deploy.pth")["model"]
+    convolutions = {k: v.numpy() for k, v in state.items() if k.endswith("weight") and v.ndim == 4}
+    weights = quantized_weights(out)
+    plain = {k: k.removesuffix("_quantized").removeprefix("model.") for k in weights}  # the wrapper's prefix
+    named = {plain[k]: v for k, v in weights.items() if plain[k] in convolutions}
+    assert len(weights) == len(convolutions) and len(named) >= 20  # every conv; 25 of 66 keep their weights
+    for name, (values, scales) in named.items():
+        fp32 = convolutions[name]
+        assert values.shape == fp32.shape and scales.shape == (fp32.shape[0],)
+        restored = values.astype(np.float64) * scales.reshape(-1, 1, 1, 1)
+        assert np.all(np.abs(restored - fp32) <= scales.reshape(-1, 1, 1, 1) / 2 + 1e-7)
+
+
+@pytest.mark.slow  # exports and calibrates the demo checkpoint (64 crops)
+def test_int8_export_of_the_demo_checkpoint_holds_the_default_bound(tmp_path, capsys) -> None:
+    checkpoint, data = REPO_ROOT / "output/mpii_demo/deploy.pth", REPO_ROOT / "data/demo_mpii"
+    if not (checkpoint.is_file() and (data / "annot/train.json").is_file()):
+        pytest.skip(f"no demo checkpoint {checkpoint} with its data {data}: `bash start.sh demo` trains it")
+    out = tmp_path / "demo_int8.onnx"
+    code, _, stderr = export(
+        capsys, checkpoint, "--onnx", out, "--int8", "--calibration", "mpii/demo", "--calibration-root", data
+    )
+    assert code == 0, stderr
+    check = json.loads(out.with_suffix(".json").read_text())["quantization"]["check"]
+    assert check["bound"]["mean_displacement"] == DEFAULT_MAX_DISPLACEMENT == 0.5
+    assert check["within_bound"] and check["mean_displacement"] <= 0.5 and check["crops"] == 128
+    assert len(quantized_weights(out)) > 0
+
+
+@pytest.mark.slow  # quantizes a network twice (about 5 s)
+def test_int8_bound_exceeded_writes_nothing_unless_accepted(run_dir, tmp_path, capsys) -> None:
+    out = tmp_path / "int8.onnx"
+    strict = ("--int8", "--calibration", run_dir / "config.yaml", "--int8-max-displacement", "1e-9")
+    code, _, stderr = export(capsys, run_dir / "deploy.pth", "--onnx", out, *strict)
+    assert_one_paragraph(code, stderr, "heatmap pixels on average", "bound 1e-09", f"{out} was not written")
+    assert not out.exists() and not out.with_suffix(".json").exists()
+    code, _, stderr = export(capsys, run_dir / "deploy.pth", "--onnx", out, *strict, "--accept-int8-error")
+    assert code == 0, stderr
+    assert json.loads(out.with_suffix(".json").read_text())["quantization"]["check"]["within_bound"] is False
+
+
+def test_int8_with_an_empty_calibration_folder_is_one_paragraph(run_dir, tmp_path, capsys) -> None:
+    empty = tmp_path / "no_photos"
+    empty.mkdir()
+    out = tmp_path / "int8.onnx"
+    code, _, stderr = export(capsys, run_dir / "deploy.pth", "--onnx", out, "--int8", "--calibration", empty)
+    assert_one_paragraph(code, stderr, f"--calibration {empty}", "holds no images")
+    assert not out.exists() and not out.with_suffix(".json").exists()
