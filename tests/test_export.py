@@ -29,7 +29,6 @@ from tests.deploy_helpers import (
 from tools.export import main as export_main
 from tools.standalone_pose import main as standalone_main
 from utils.checkpoint import load_checkpoint, save_checkpoint
-from utils.paths import REPO_ROOT
 
 pytest.importorskip("onnxruntime")
 
@@ -294,19 +293,28 @@ def test_int8_export_writes_per_channel_weights_and_its_calibration(run_dir, tmp
         assert np.all(np.abs(restored - fp32) <= scales.reshape(-1, 1, 1, 1) / 2 + 1e-7)
 
 
-@pytest.mark.slow  # exports and calibrates the demo checkpoint (64 crops)
-def test_int8_export_of_the_demo_checkpoint_holds_the_default_bound(tmp_path, capsys) -> None:
-    checkpoint, data = REPO_ROOT / "output/mpii_demo/deploy.pth", REPO_ROOT / "data/demo_mpii"
-    if not (checkpoint.is_file() and (data / "annot/train.json").is_file()):
-        pytest.skip(f"no demo checkpoint {checkpoint} with its data {data}: `bash start.sh demo` trains it")
-    out = tmp_path / "demo_int8.onnx"
+@pytest.mark.slow  # exports and calibrates a trained network (about 4 s, plus the shared run's 15 s once)
+def test_int8_export_of_a_trained_network_holds_the_default_bound(short_mpii_run, tmp_path, capsys) -> None:
+    """The default bound (0.5 heatmap px mean displacement) holds for a network with clear heatmaps.
+
+    The checkpoint is the session's short MPII run (tests/short_runs.py, trained in every environment, CI
+    included): ``mpii/hg2_baseline``'s recipe with a 1-stack, 32-feature hourglass, 8 epochs on 192 synthetic
+    stick figures, at the CPU demo's sizes (64x64 input, 16x16 heatmaps, sigma 1). The demo's ``deploy.pth``
+    (``bash start.sh demo``: a 2-stack branch of a 3-branch OKDHP, 10 epochs on 800 figures, PCKh 96) is the
+    same kind of network trained longer, with sharper peaks; this one reaches PCKh about 76 with peaks near
+    1, enough for argmax decoding to be stable under int8 noise. Calibration: 64 of its training persons
+    (``--calibration`` its config.yaml), checked on them and their mirror images.
+    """
+    run = short_mpii_run["folder"]
+    out = tmp_path / "trained_int8.onnx"
     code, _, stderr = export(
-        capsys, checkpoint, "--onnx", out, "--int8", "--calibration", "mpii/demo", "--calibration-root", data
+        capsys, run / "deploy.pth", "--onnx", out, "--int8", "--calibration", run / "config.yaml"
     )
     assert code == 0, stderr
     check = json.loads(out.with_suffix(".json").read_text())["quantization"]["check"]
     assert check["bound"]["mean_displacement"] == DEFAULT_MAX_DISPLACEMENT == 0.5
     assert check["within_bound"] and check["mean_displacement"] <= 0.5 and check["crops"] == 128
+    assert check["max_abs_heatmap"] > 0.5  # clear peaks: the bound is checked where it means something
     assert len(quantized_weights(out)) > 0
 
 
