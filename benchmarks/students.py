@@ -65,49 +65,32 @@ DEFAULT_CALIBRATION = 16  # synthetic crops: enough for stable MinMax ranges of 
 
 @dataclass(frozen=True)
 class Student:
-    """A deployable network: the ``head`` of ``experiment``'s model, and the experiments whose paper rows
-    (without and with distillation) give its accuracy."""
+    """A deployable network: the ``head`` of the distillation experiment ``experiment``'s model."""
 
     name: str
     label: str
-    experiment: str
-    head: str
-    accuracy_experiments: tuple[str, ...]
+    experiment: str  # mpii/*_okdhp or odkd/*_odkd; its no-KD twin is the same name ending in _baseline
+    head: str = "branch0"
+
+    @property
+    def accuracy_experiments(self) -> tuple[str, str]:
+        """The experiments whose paper rows give this network's accuracy: without and with distillation."""
+        family, name = self.experiment.split("/")
+        return f"{family}/{name.rsplit('_', 1)[0]}_baseline", self.experiment
 
 
 STUDENTS = (
-    Student("hg2", "2-stack hourglass", "mpii/hg2_okdhp", "branch0", ("mpii/hg2_baseline", "mpii/hg2_okdhp")),
-    Student("hg4", "4-stack hourglass", "mpii/hg4_okdhp", "branch0", ("mpii/hg4_baseline", "mpii/hg4_okdhp")),
-    Student("hg8", "8-stack hourglass", "mpii/hg8_okdhp", "branch0", ("mpii/hg8_baseline", "mpii/hg8_okdhp")),
-    Student(
-        "hg4_f128", "4-stack hourglass, 128 features", "odkd/hg4_f128_odkd", "branch0",
-        ("odkd/hg4_f128_baseline", "odkd/hg4_f128_odkd"),
-    ),
-    Student(
-        "hrnet_w16", "HRNet-W16", "odkd/hrnet_w16_odkd", "branch0",
-        ("odkd/hrnet_w16_baseline", "odkd/hrnet_w16_odkd"),
-    ),
-    Student(
-        "mobilenet_v2", "MobileNetV2 (MobilePose, MPII)", "mpii/mobilenet_v2_okdhp", "branch0",
-        ("mpii/mobilenet_v2_baseline", "mpii/mobilenet_v2_okdhp"),
-    ),
-    Student(
-        "shufflenet_v2", "ShuffleNetV2 1.0x (MobilePose, MPII)", "mpii/shufflenet_v2_okdhp", "branch0",
-        ("mpii/shufflenet_v2_baseline", "mpii/shufflenet_v2_okdhp"),
-    ),
-    Student(
-        "resnet18", "ResNet-18 (MobilePose, MPII)", "mpii/resnet18_okdhp", "branch0",
-        ("mpii/resnet18_baseline", "mpii/resnet18_okdhp"),
-    ),
-    Student(
-        "mobilenet_v2_coco", "MobileNetV2 + deconv head (COCO)", "odkd/mobilenet_v2_odkd", "branch0",
-        ("odkd/mobilenet_v2_baseline", "odkd/mobilenet_v2_odkd"),
-    ),
-    Student(
-        "shufflenet_v2_coco", "ShuffleNetV2 1.0x + deconv head (COCO)", "odkd/shufflenet_v2_odkd", "branch0",
-        ("odkd/shufflenet_v2_baseline", "odkd/shufflenet_v2_odkd"),
-    ),
-)  # fmt: skip
+    Student("hg2", "2-stack hourglass", "mpii/hg2_okdhp"),
+    Student("hg4", "4-stack hourglass", "mpii/hg4_okdhp"),
+    Student("hg8", "8-stack hourglass", "mpii/hg8_okdhp"),
+    Student("hg4_f128", "4-stack hourglass, 128 features", "odkd/hg4_f128_odkd"),
+    Student("hrnet_w16", "HRNet-W16", "odkd/hrnet_w16_odkd"),
+    Student("mobilenet_v2", "MobileNetV2 (MobilePose, MPII)", "mpii/mobilenet_v2_okdhp"),
+    Student("shufflenet_v2", "ShuffleNetV2 1.0x (MobilePose, MPII)", "mpii/shufflenet_v2_okdhp"),
+    Student("resnet18", "ResNet-18 (MobilePose, MPII)", "mpii/resnet18_okdhp"),
+    Student("mobilenet_v2_coco", "MobileNetV2 + deconv head (COCO)", "odkd/mobilenet_v2_odkd"),
+    Student("shufflenet_v2_coco", "ShuffleNetV2 1.0x + deconv head (COCO)", "odkd/shufflenet_v2_odkd"),
+)
 STUDENT_NAMES = tuple(student.name for student in STUDENTS)
 
 
