@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
@@ -21,6 +23,20 @@ def _require_shared(subdir: str) -> Path:
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(f"CI=true and {reason}")
     pytest.skip(reason)
+
+
+def require_package(name: str) -> ModuleType:
+    """Import an optional package (onnxruntime); skip the calling module when it is absent, but fail when
+    CI=true, where the project's requirements install it and its absence is a broken set-up."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as error:
+        reason = (
+            f"the optional package {name} is not installed ({error}); pip install -r requirements-dev.txt"
+        )
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true and {reason}", pytrace=False)
+        pytest.skip(reason, allow_module_level=True)
 
 
 @pytest.fixture(scope="session")

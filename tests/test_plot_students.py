@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import cv2
 import pytest
 
 from benchmarks.plot_students import main, points
 from benchmarks.students import STUDENTS
+from datasets.transforms import read_image
 from engine.cli import run_cli
 from engine.tables.runs import evaluation_key, run_folder, write_result
 
@@ -71,7 +71,7 @@ def test_the_picture_is_written_and_not_replaced_without_overwrite(tiny: dict, c
     argv = [str(tiny["path"]), "--out", str(out), "--runs", str(tiny["runs"])]
     assert run_cli(main, argv) == 0
     assert "5 points of 2 students" in capsys.readouterr().out
-    picture = cv2.imread(str(out))
+    picture = read_image(out)
     assert picture is not None and picture.shape[1] > picture.shape[0] > 300  # two panels side by side
     assert run_cli(main, argv) == 2 and "--overwrite" in capsys.readouterr().err
 
