@@ -1,9 +1,10 @@
-"""Top-down pose on any image or folder: draw the skeletons and write the keypoints in image pixels.
+"""Top-down pose on any image, folder or video: draw the skeletons and write the keypoints in image pixels.
 
 python demo.py photo.jpg --checkpoint output/mpii_demo/deploy.pth                  whole image = one person
 python demo.py images/ --checkpoint deploy.pth --boxes boxes.json                 {file name: [[x, y, w, h]]}
 python demo.py val2017/ --checkpoint deploy.pth --detections dets.json --score-threshold 0.5
 python demo.py photo.jpg --onnx pose.onnx                                          onnxruntime, pose.json beside
+python demo.py clip.mp4 --checkpoint deploy.pth [--detections dets.json]          video: dets' image_id = frame
 See docs/deploy.md for the file formats.
 """
 
@@ -21,7 +22,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point: exit 0 on success, 2 with one ``error:`` paragraph otherwise."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "inputs", type=Path, metavar="IMAGE_OR_FOLDER", help="an image, or a folder of images"
+        "inputs",
+        type=Path,
+        metavar="IMAGE_FOLDER_OR_VIDEO",
+        help="an image, a folder of images, or a video (.mp4, .avi, ...)",
     )
     parser.add_argument("--checkpoint", type=Path, help="deploy.pth, or best.pth / last.pth with --head")
     parser.add_argument(
@@ -30,7 +34,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     persons = parser.add_mutually_exclusive_group()
     persons.add_argument("--boxes", type=Path, help="JSON {image file name: [[x, y, w, h], ...]}")
     persons.add_argument(
-        "--detections", type=Path, help="COCO detection results; image_id = the file name stem as a number"
+        "--detections",
+        type=Path,
+        help="COCO detection results; image_id = the file name stem as a number (a video: the frame index)",
     )
     parser.add_argument(
         "--score-threshold", type=float, default=0.5, help="drop detections below this score (default 0.5)"

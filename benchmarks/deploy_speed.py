@@ -1,6 +1,10 @@
 """CPU inference speed of the extracted 4-stack OKDHP branch: PyTorch eager, its speed switches, onnxruntime.
 
     python benchmarks/deploy_speed.py [--config mpii/hg4_okdhp] [--threads 2] [--compile-timeout 600]
+    python benchmarks/deploy_speed.py --students [NAME ...] [--json PATH]     # the students' table
+
+With ``--students`` it measures every deployable network the experiments define instead
+(``benchmarks/students.py``: parameters, GMACs, ONNX sizes, PyTorch and onnxruntime fp32 / int8).
 
 The branch is ``deploy('branch0')`` of the config's multi-branch model (for mpii/hg4_okdhp: a 4-stack
 hourglass, 256 features, 13,018,816 parameters) with random weights, on random 256x256 inputs. One run
@@ -20,19 +24,19 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
+from benchmarks.inference_setups import Forward, build_copy, onnx_mode, onnx_version, torch_mode  # noqa: E402
+from benchmarks.students import add_arguments, run_students  # noqa: E402
+from engine.cli import run_cli  # noqa: E402
 from engine.convert.onnx import HeatmapNetwork, torch_export  # noqa: E402
 from engine.experiment.catalogue import resolve_config_path  # noqa: E402
 from engine.experiment.config import load_config  # noqa: E402
 from models.registry import build_model  # noqa: E402
-
-Forward = Callable[[torch.Tensor], torch.Tensor]
 
 
 class CompileTimeout(Exception):
@@ -53,21 +57,6 @@ def interleaved_medians(
             forward(images)
             times[name].append(time.perf_counter() - start)
     return {name: sorted(values)[len(values) // 2] for name, values in times.items()}
-
-
-def torch_mode(model: torch.nn.Module, *, channels_last: bool = False, bf16: bool = False) -> Forward:
-    """A forward in inference mode with the given memory format and autocast."""
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-
-    def forward(images: torch.Tensor) -> torch.Tensor:
-        if channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        autocast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else nullcontext()
-        with torch.inference_mode(), autocast:
-            return model(images).float()
-
-    return forward
 
 
 def compiled_mode(model: torch.nn.Module, images: torch.Tensor, timeout: int) -> tuple[Forward, float]:
@@ -100,21 +89,11 @@ def compiled_mode(model: torch.nn.Module, images: torch.Tensor, timeout: int) ->
     return forward, time.perf_counter() - start
 
 
-def onnx_mode(model: torch.nn.Module, example: torch.Tensor, threads: int, folder: Path) -> Forward:
+def onnx_branch(model: torch.nn.Module, example: torch.Tensor, threads: int, folder: Path) -> Forward:
     """The model exported with a free batch dimension, run by onnxruntime's CPU provider."""
-    import onnxruntime as ort
-
     path = folder / "branch.onnx"
     torch_export(HeatmapNetwork(model).eval(), example, path, 17, dynamic_batch=True)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-    def forward(images: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(session.run(None, {"images": images.numpy()})[0])
-
-    return forward
+    return onnx_mode(path, threads)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -126,14 +105,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--threads", type=int, default=os.cpu_count() or 1, help="torch and onnxruntime threads"
     )
-    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument(
+        "--warmup", type=int, default=None, help="untimed rounds first (default 2; 1 for --students)"
+    )
     parser.add_argument(
         "--iters", type=int, default=5, help="timed rounds at batch 1 (median; half at batch 8)"
     )
     parser.add_argument(
         "--compile-timeout", type=int, default=600, help="seconds torch.compile may take (0: skip)"
     )
+    add_arguments(parser)
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    if args.students is not None:
+        args.warmup = 1 if args.warmup is None else args.warmup
+        return run_students(args, argv)
+    args.warmup = 2 if args.warmup is None else args.warmup
 
     torch.manual_seed(0)
     torch.set_num_threads(args.threads)
@@ -163,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     failed: dict[str, str] = {}
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as folder:
-        modes["onnxruntime fp32 (CPU provider)"] = lambda: onnx_mode(
+        modes["onnxruntime fp32 (CPU provider)"] = lambda: onnx_branch(
             model, images[:1], args.threads, Path(folder)
         )
         if args.compile_timeout > 0:
@@ -218,21 +205,5 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def build_copy(model: torch.nn.Module) -> torch.nn.Module:
-    """An independent copy of the model (a mode that changes memory format must not change the others)."""
-    import copy
-
-    return copy.deepcopy(model)
-
-
-def onnx_version() -> str:
-    try:
-        import onnxruntime
-
-        return onnxruntime.__version__
-    except ImportError:
-        return "not installed"
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

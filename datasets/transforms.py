@@ -171,17 +171,56 @@ def read_image_bytes(path: str | Path) -> np.ndarray:
         return np.frombuffer(file.read(), dtype=np.uint8)
 
 
-def decode_image(data: np.ndarray, path: str | Path, flags: int = IMREAD_FLAGS) -> np.ndarray:
-    """Decode encoded image bytes to BGR uint8 with ``flags`` (EXIF orientation always ignored); DataError names a bad file."""
+JPEG_DECODERS = ("opencv", "simplejpeg")
+
+
+def simplejpeg_decode(data: np.ndarray) -> np.ndarray | None:
+    """A JPEG decoded by simplejpeg (libjpeg-turbo) exactly as OpenCV decodes it, or None when it cannot be.
+
+    ``fastdct=False, fastupsample=False`` are libjpeg's accurate integer DCT and fancy upsampling, OpenCV's
+    choices, which gave bit-identical pixels on every sample JPEG (benchmarks/jpeg_decoders.py checks it).
+    simplejpeg never applies EXIF orientation, like ``IMREAD_IGNORE_ORIENTATION``. None (OpenCV then decodes)
+    when simplejpeg is not installed, the bytes are not a JPEG, or libjpeg-turbo refuses the colour space
+    (e.g. CMYK).
+    """
+    if jpeg_size(data) is None:
+        return None
+    try:
+        import simplejpeg
+    except ImportError:
+        return None
+    try:
+        return simplejpeg.decode_jpeg(data.tobytes(), colorspace="BGR", fastdct=False, fastupsample=False)
+    except ValueError:
+        return None
+
+
+def decode_image(
+    data: np.ndarray, path: str | Path, flags: int = IMREAD_FLAGS, decoder: str = "opencv"
+) -> np.ndarray:
+    """Decode encoded image bytes to BGR uint8 with ``flags`` (EXIF orientation always ignored); DataError names a bad file.
+
+    ``decoder="simplejpeg"`` decodes full-size JPEGs with simplejpeg (same pixels, see ``simplejpeg_decode``);
+    reduced decoding (``flags`` other than the default), other formats and a missing simplejpeg use OpenCV.
+    """
+    if decoder not in JPEG_DECODERS:
+        raise ValueError(f"decoder {decoder!r}: choose one of {', '.join(JPEG_DECODERS)}")
+    if decoder == "simplejpeg" and flags == IMREAD_FLAGS and data.size:
+        image = simplejpeg_decode(data)
+        if image is not None:
+            return image
     image = cv2.imdecode(data, flags | cv2.IMREAD_IGNORE_ORIENTATION) if data.size else None
     if image is None:
         raise DataError(f"cannot decode image {path}: the file is empty or corrupt (expected a JPEG or PNG)")
     return image
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """Read an image as BGR uint8 in its stored pixel frame (EXIF orientation ignored); DataError names a bad file."""
-    return decode_image(read_image_bytes(path), path)
+def read_image(path: str | Path, decoder: str = "opencv") -> np.ndarray:
+    """Read an image as BGR uint8 in its stored pixel frame (EXIF orientation ignored); DataError names a bad file.
+
+    ``decoder``: ``opencv`` (the default) or ``simplejpeg`` for JPEGs (identical pixels; ``decode_image``).
+    """
+    return decode_image(read_image_bytes(path), path, decoder=decoder)
 
 
 def jpeg_size(data: np.ndarray) -> tuple[int, int] | None:

@@ -60,6 +60,15 @@ def ochuman_data() -> Path:
     return _require_shared("ochuman")
 
 
+@pytest.fixture(scope="session")
+def short_mpii_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The short MPII training run of tests/short_runs.py (about 15 s on one core), trained once per session:
+    tests/test_learning.py checks what it learned, tests/test_export.py quantizes its deploy.pth."""
+    from tests.short_runs import train_short_mpii  # trains with the engine: imported only when asked for
+
+    return train_short_mpii(tmp_path_factory.mktemp("mpii_learning"))
+
+
 def _test_threads() -> int:
     """Torch threads per test process: OMP_NUM_THREADS when set; else the cores shared among pytest-xdist's
     workers (``-n auto``: one each on a 2-core machine), at most 2."""

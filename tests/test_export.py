@@ -14,6 +14,7 @@ from datasets.keypoints import COCO, MPII
 from datasets.registry import build_codec, build_dataset
 from datasets.transforms import COLOR_MODES, normalize_image
 from engine.cli import run_cli
+from engine.convert.int8 import DEFAULT_MAX_DISPLACEMENT
 from engine.convert.onnx import TOLERANCE, color_description
 from engine.inference.onnx_network import SIDECAR_FORMAT, OnnxRuntimeNetwork
 from models.registry import build_model
@@ -35,7 +36,7 @@ require_package("onnxruntime")
 SIDECAR_KEYS = {
     "format", "onnx_file", "opset", "input", "output", "input_size", "heatmap_size", "stride", "sigma",
     "color", "skeleton", "joint_names", "flip_pairs", "limbs", "crop", "flip_test", "decode", "model",
-    "source", "check",
+    "source", "check", "precision", "quantization",
 }  # fmt: skip
 
 
@@ -81,6 +82,7 @@ def assert_complete_sidecar(
     ]
     assert document["decode"]["quarter_offset"] == 0.25 and "argmax" in document["decode"]["rule"]
     assert document["check"]["max_abs_difference"] <= TOLERANCE
+    assert document["precision"] == "fp32" and document["quantization"] is None
     assert {"enabled", "shift_heatmap", "rule"} <= set(document["flip_test"])
 
 
@@ -235,3 +237,104 @@ def test_sidecar_colour_rule_reproduces_the_pipeline(color: str) -> None:
     mean, std = np.array(rule["mean"]), np.array(rule["std"])
     expected = ((planes / 255.0 - mean) / std).transpose(2, 0, 1)
     np.testing.assert_allclose(normalize_image(image, color).numpy(), expected, atol=1e-5)
+
+
+def quantized_weights(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """{weight name: (int8 values, scales)} of every per-channel quantized weight of a QDQ graph."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    initializers = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    weights = {}
+    for node in model.graph.node:
+        if node.op_type == "DequantizeLinear" and node.input[0] in initializers:
+            values, scales = initializers[node.input[0]], initializers[node.input[1]]
+            if values.dtype == np.int8 and scales.ndim == 1 and scales.size > 1:
+                weights[node.input[0]] = (values, scales)
+    return weights
+
+
+@pytest.mark.slow  # quantizes a network (about 4 s)
+def test_int8_export_writes_per_channel_weights_and_its_calibration(run_dir, tmp_path, capsys) -> None:
+    """The tiny 1-epoch run's heatmaps are nearly flat (argmax jumps by a pixel under any noise): this test
+    checks the int8 file and its sidecar with a bound of 2 heatmap pixels; the default bound (0.5) is held by
+    the demo checkpoint in the next test."""
+    out = tmp_path / "int8.onnx"
+    code, stdout, stderr = export(
+        capsys, run_dir / "deploy.pth", "--onnx", out, "--int8", "--calibration", run_dir / "config.yaml",
+        "--int8-max-displacement", "2",
+    )  # fmt: skip
+    assert code == 0, stderr
+    document = json.loads(out.with_suffix(".json").read_text())
+    assert document["precision"] == "int8"
+    quantization = document["quantization"]
+    assert quantization["format"] == "QDQ" and quantization["method"] == "minmax"
+    calibration = quantization["calibration"]
+    assert calibration["kind"] == "dataset" and calibration["source"] == str(run_dir / "config.yaml")
+    assert calibration["count"] == calibration["available"] == 16  # the tiny run's 16 training persons
+    check = quantization["check"]
+    assert check["within_bound"] and check["mean_displacement"] <= check["bound"]["mean_displacement"] == 2
+    assert check["crops"] == 32 and "mean keypoint displacement" in stdout
+
+    # Per-channel int8 weights: every convolution's weight is stored as int8 with one scale per output channel,
+    # and the stored values times their scales give back the fp32 weights to within half a step.
+    # (A convolution followed directly by BatchNorm is exported with the BatchNorm folded in: its weight has
+    # another name and other values; the others keep the checkpoint's names and values.)
+    state = load_checkpoint(run_dir / "deploy.pth")["model"]
+    convolutions = {k: v.numpy() for k, v in state.items() if k.endswith("weight") and v.ndim == 4}
+    weights = quantized_weights(out)
+    plain = {k: k.removesuffix("_quantized").removeprefix("model.") for k in weights}  # the wrapper's prefix
+    named = {plain[k]: v for k, v in weights.items() if plain[k] in convolutions}
+    assert len(weights) == len(convolutions) and len(named) >= 20  # every conv; 25 of 66 keep their weights
+    for name, (values, scales) in named.items():
+        fp32 = convolutions[name]
+        assert values.shape == fp32.shape and scales.shape == (fp32.shape[0],)
+        restored = values.astype(np.float64) * scales.reshape(-1, 1, 1, 1)
+        assert np.all(np.abs(restored - fp32) <= scales.reshape(-1, 1, 1, 1) / 2 + 1e-7)
+
+
+@pytest.mark.slow  # exports and calibrates a trained network (about 4 s, plus the shared run's 15 s once)
+def test_int8_export_of_a_trained_network_holds_the_default_bound(short_mpii_run, tmp_path, capsys) -> None:
+    """The default bound (0.5 heatmap px mean displacement) holds for a network with clear heatmaps.
+
+    The checkpoint is the session's short MPII run (tests/short_runs.py, trained in every environment, CI
+    included): ``mpii/hg2_baseline``'s recipe with a 1-stack, 32-feature hourglass, 8 epochs on 192 synthetic
+    stick figures, at the CPU demo's sizes (64x64 input, 16x16 heatmaps, sigma 1). The demo's ``deploy.pth``
+    (``bash start.sh demo``: a 2-stack branch of a 3-branch OKDHP, 10 epochs on 800 figures, PCKh 96) is the
+    same kind of network trained longer, with sharper peaks; this one reaches PCKh about 76 with peaks near
+    1, enough for argmax decoding to be stable under int8 noise. Calibration: 64 of its training persons
+    (``--calibration`` its config.yaml), checked on them and their mirror images.
+    """
+    run = short_mpii_run["folder"]
+    out = tmp_path / "trained_int8.onnx"
+    code, _, stderr = export(
+        capsys, run / "deploy.pth", "--onnx", out, "--int8", "--calibration", run / "config.yaml"
+    )
+    assert code == 0, stderr
+    check = json.loads(out.with_suffix(".json").read_text())["quantization"]["check"]
+    assert check["bound"]["mean_displacement"] == DEFAULT_MAX_DISPLACEMENT == 0.5
+    assert check["within_bound"] and check["mean_displacement"] <= 0.5 and check["crops"] == 128
+    assert check["max_abs_heatmap"] > 0.5  # clear peaks: the bound is checked where it means something
+    assert len(quantized_weights(out)) > 0
+
+
+@pytest.mark.slow  # quantizes a network twice (about 5 s)
+def test_int8_bound_exceeded_writes_nothing_unless_accepted(run_dir, tmp_path, capsys) -> None:
+    out = tmp_path / "int8.onnx"
+    strict = ("--int8", "--calibration", run_dir / "config.yaml", "--int8-max-displacement", "1e-9")
+    code, _, stderr = export(capsys, run_dir / "deploy.pth", "--onnx", out, *strict)
+    assert_one_paragraph(code, stderr, "heatmap pixels on average", "bound 1e-09", f"{out} was not written")
+    assert not out.exists() and not out.with_suffix(".json").exists()
+    code, _, stderr = export(capsys, run_dir / "deploy.pth", "--onnx", out, *strict, "--accept-int8-error")
+    assert code == 0, stderr
+    assert json.loads(out.with_suffix(".json").read_text())["quantization"]["check"]["within_bound"] is False
+
+
+def test_int8_with_an_empty_calibration_folder_is_one_paragraph(run_dir, tmp_path, capsys) -> None:
+    empty = tmp_path / "no_photos"
+    empty.mkdir()
+    out = tmp_path / "int8.onnx"
+    code, _, stderr = export(capsys, run_dir / "deploy.pth", "--onnx", out, "--int8", "--calibration", empty)
+    assert_one_paragraph(code, stderr, f"--calibration {empty}", "holds no images")
+    assert not out.exists() and not out.with_suffix(".json").exists()

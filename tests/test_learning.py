@@ -1,6 +1,7 @@
 """Short real runs learn: far above what a constant prediction scores, with the schedule the config asks for.
 
-One run per data set, shared by the tests of this module: the paper's baseline experiment (its recipe and
+One run per data set (tests/short_runs.py; the MPII run is the session's ``short_mpii_run``, also used by
+tests/test_export.py): the paper's baseline experiment (its recipe and
 pipeline: augmentation, optimizer, scheduler, flip test, evaluation) with a small single hourglass on the
 synthetic MPII and COCO sets, a 64-pixel input, batch 4 and a higher learning rate with early steps. The floor each
 run must beat by far is computed here: the best constant prediction, i.e. every person gets the mean pose of
@@ -15,21 +16,14 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-import yaml
 
 from datasets.registry import build_codec, build_dataset
-from datasets.synthetic import make_synthetic_mpii
 from datasets.synthetic_coco import make_synthetic_coco
 from datasets.transforms import affine_points, get_affine_transform
-from engine.experiment.config import ExperimentConfig, load_config
+from engine.experiment.config import ExperimentConfig
 from engine.inference.loops import validate
 from engine.training.log import read_log
-from engine.training.run import TrainingRun
-
-EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
-SMALL_HOURGLASS = {"num_stacks": 1, "num_features": 32, "depth": 2}
-LR = 4e-3
-MPII_STEPS = [6, 7]  # the paper's factor 0.1 (from the yaml) applied from epochs 6 and 7 of 8
+from tests.short_runs import LR, short_run, train_short_mpii
 
 
 @pytest.fixture(autouse=True)
@@ -38,50 +32,10 @@ def _one_thread() -> None:
     torch.set_num_threads(1)  # conftest sets its own count again for the next test
 
 
-def short_run(
-    folder: Path, experiment: str, data: dict[str, Any], train: dict[str, Any], precision: str = "fp32"
-) -> dict[str, Any]:
-    """Train the experiment's recipe with a small hourglass into ``folder/run``: its config, run and folder."""
-    config_path = folder / "short.yaml"
-    config_path.write_text(
-        yaml.safe_dump(
-            {
-                "experiment": f"short_{experiment.replace('/', '_')}",
-                "base": str(EXPERIMENTS / f"{experiment}.yaml"),
-                "model": SMALL_HOURGLASS,
-                "data": data,
-                "train": {"batch_size": 4, "lr": LR, **train},
-                "runtime": {"device": "cpu", "workers": 0, "precision": precision},
-                "test": {"batch_size": 32},
-            }
-        )
-    )
-    config = load_config(config_path)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # module fixtures start before the autouse _one_thread of the first test
-    try:
-        run = TrainingRun(config, folder / "run")
-        run.fit(log=lambda *_: None)
-    finally:
-        torch.set_num_threads(threads)
-    return {"config": config, "run": run, "folder": folder / "run"}
-
-
 @pytest.fixture(scope="module")
-def mpii_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("mpii_learning_data")
-    return make_synthetic_mpii(folder / "data", num_train=192, num_valid=32, image_size=128)
-
-
-def mpii_short_run(folder: Path, root: Path, precision: str) -> dict[str, Any]:
-    data = {"root": str(root), "input_size": [64, 64], "heatmap_size": [16, 16], "sigma": 1.0}
-    train = {"epochs": 8, "lr_steps": MPII_STEPS, "val_every": 4}
-    return short_run(folder, "mpii/hg2_baseline", data, train, precision=precision)
-
-
-@pytest.fixture(scope="module")
-def mpii_run(mpii_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    return mpii_short_run(tmp_path_factory.mktemp("mpii_learning"), mpii_root, "fp32")
+def mpii_run(short_mpii_run: dict[str, Any]) -> dict[str, Any]:
+    """The session's short MPII run (tests/short_runs.py), shared with tests/test_export.py's int8 check."""
+    return short_mpii_run
 
 
 @pytest.fixture(scope="module")
@@ -154,13 +108,14 @@ BF16_TOLERANCE = 5.0  # PCKh points: bf16 autocast rounds every activation to 8 
 
 
 @pytest.mark.slow
-def test_bf16_trains_like_fp32(mpii_run: dict[str, Any], mpii_root: Path, tmp_path: Path) -> None:
+def test_bf16_trains_like_fp32(mpii_run: dict[str, Any], tmp_path: Path) -> None:
     """The same short run under bf16 autocast ends within BF16_TOLERANCE of fp32's PCKh, far above the floor."""
-    bf16 = mpii_short_run(tmp_path, mpii_root, "bf16")
+    bf16 = train_short_mpii(tmp_path, precision="bf16")  # the same synthetic set (a fixed seed)
     assert bf16["run"].runtime.precision == "bf16"
     fp32_pckh = read_log(mpii_run["folder"] / "log.jsonl")[-1]["metric"]["branch0"]
     bf16_pckh = read_log(bf16["folder"] / "log.jsonl")[-1]["metric"]["branch0"]
     assert abs(bf16_pckh - fp32_pckh) <= BF16_TOLERANCE, (fp32_pckh, bf16_pckh)
+    assert bf16_pckh >= constant_prediction_score(bf16["config"]) + 25.0  # as the fp32 run's test asks
 
 
 # ------------------------------------------------------------------------------------------------- COCO

@@ -16,26 +16,28 @@ from tqdm import tqdm
 
 
 class Progress:
-    """Iterate with progress output; ``set_postfix`` shows running values (e.g. the loss terms)."""
+    """Iterate with progress output; ``set_postfix`` shows running values (e.g. the loss terms); ``unit``
+    names what is counted (the rate is ``unit``/s: it/s, frames/s)."""
 
     def __init__(
         self,
         iterable: Iterable[Any],
-        total: int,
+        total: int | None,
         desc: str,
         *,
         enabled: bool = True,
         interval: float = 30.0,
         stream: TextIO | None = None,
+        unit: str = "it",
     ) -> None:
-        self.iterable, self.total, self.desc = iterable, total, desc
+        self.iterable, self.total, self.desc, self.unit = iterable, total, desc, unit
         self.stream = stream or sys.stderr
         self.enabled = enabled
         self.interval = interval
         self.postfix: dict[str, str] = {}
         self.bar = None
         if enabled and _is_terminal(self.stream):
-            self.bar = tqdm(iterable, total=total, desc=desc, leave=False, file=self.stream)
+            self.bar = tqdm(iterable, total=total, desc=desc, leave=False, file=self.stream, unit=unit)
 
     def __iter__(self) -> Iterator[Any]:
         if self.bar is not None:
@@ -56,7 +58,7 @@ class Progress:
         values = " ".join(f"{k}={v}" for k, v in self.postfix.items())
         rate = count / seconds if seconds > 0 else 0.0
         print(
-            f"{self.desc}: {count}/{self.total} ({rate:.2f} it/s) {values}".rstrip(),
+            f"{self.desc}: {count}/{self.total if self.total is not None else '?'} ({rate:.2f} {self.unit}/s) {values}".rstrip(),
             file=self.stream,
             flush=True,
         )

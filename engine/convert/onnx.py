@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -23,18 +26,11 @@ from torch import Tensor, nn
 
 from datasets.coco import BOX_PADDING
 from datasets.codec import HeatmapCodec
-from datasets.transforms import (
-    COLOR_NORMALIZATION,
-    IMAGE_SUFFIXES,
-    PIXEL_STD,
-    get_affine_transform,
-    normalize_image,
-    read_image,
-    warp_image,
-)
+from datasets.transforms import COLOR_NORMALIZATION, IMAGE_SUFFIXES, PIXEL_STD, read_image
+from engine.convert.int8 import Calibration, Int8Request, calibration_crops, int8_error, quantize_int8
 from engine.inference.networks import DeployedNetwork, deployable, load_network
 from engine.inference.onnx_network import INPUT_NAME, OUTPUT_NAME, SIDECAR_FORMAT, require
-from engine.inference.predictor import box_crop, whole_image_box
+from engine.inference.predictor import box_crop, person_crop, whole_image_box
 from utils.errors import UserError
 from utils.output_paths import prepare_outputs
 from utils.paths import SHARED_DATA
@@ -72,8 +68,7 @@ def check_crops(image_path: Path, codec: HeatmapCodec, color: str, batch: int) -
     """``batch`` normalised crops of a real image (the whole image, then its mirror image), for the check."""
     image = read_image(image_path)
     center, scale = box_crop(whole_image_box(image), codec.input_size)
-    matrix = get_affine_transform(center, scale, 0.0, codec.input_size)
-    crop = normalize_image(warp_image(image, matrix, codec.input_size), color)
+    crop = person_crop(image, center, scale, codec.input_size, color)
     crops = [crop, crop.flip(2)]
     return torch.stack([crops[i % 2] for i in range(batch)])
 
@@ -119,8 +114,12 @@ def sidecar(
     dynamic_batch: bool,
     opset: int,
     check: dict[str, Any],
+    quantization: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The sidecar JSON of an exported network: everything needed to feed it and to read its heatmaps."""
+    """The sidecar JSON of an exported network: everything needed to feed it and to read its heatmaps.
+
+    ``precision`` is ``fp32`` or ``int8``; ``quantization`` (null for fp32) says how the int8 graph was made
+    and calibrated and what it costs against the fp32 graph."""
     width, height = codec.input_size
     heat_w, heat_h = codec.heatmap_size
     batch: int | str = "batch" if dynamic_batch else 1
@@ -129,6 +128,8 @@ def sidecar(
         "format": SIDECAR_FORMAT,
         "onnx_file": onnx_file,
         "opset": opset,
+        "precision": "fp32" if quantization is None else "int8",
+        "quantization": quantization,
         "input": {
             "name": INPUT_NAME,
             "shape": [batch, 3, height, width],
@@ -199,6 +200,7 @@ def export_onnx(
     head: str | None = None,
     image: str | Path | None = None,
     overwrite: bool = False,
+    int8: Int8Request | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Export the checkpoint's network to ONNX, check it with onnx and onnxruntime, write the sidecar JSON.
@@ -206,12 +208,20 @@ def export_onnx(
     Raises a UserError (the files kept for inspection, no sidecar written) when onnxruntime's heatmaps on a
     real image crop differ from PyTorch's by more than ``TOLERANCE``. An existing ONNX file or sidecar is
     replaced only with ``overwrite``; the checkpoint and the check image never are.
+
+    With ``int8`` the checked fp32 graph is quantized (``engine.convert.int8``) and only the int8 file is
+    written; when its mean keypoint displacement from the fp32 graph exceeds the request's bound nothing is
+    written (a UserError), unless the request accepts the error, which is then said and recorded.
     """
     onnx, ort = require("onnx", "onnxruntime")
     onnx_path = Path(onnx_path)
     if onnx_path.suffix != ".onnx":
         raise UserError(f"--onnx {onnx_path}: the output file name must end in .onnx")
+    if int8 is not None:
+        int8.check()
     read = [Path(checkpoint), *([Path(image)] if image is not None else [])]
+    if int8 is not None and Path(int8.calibration).exists():
+        read.append(Path(int8.calibration))
     prepare_outputs([onnx_path, onnx_path.with_suffix(".json")], "--onnx", inputs=read, overwrite=overwrite)
     loaded = load_network(checkpoint)
     network = deployable(loaded, head)
@@ -221,52 +231,132 @@ def export_onnx(
     image_path = Path(image) if image is not None else default_check_image()
     batch = 2 if dynamic_batch else 1
     crops = check_crops(image_path, codec, network.pipeline.color, batch)
+    calibration = None
+    if int8 is not None:  # before anything is written: an empty folder is said at once
+        calibration = calibration_crops(
+            int8.calibration, codec, network.pipeline.color, count=int8.count, data_root=int8.data_root
+        )
     wrapper = HeatmapNetwork(network.model).eval()
 
     note_follow_up(onnx_path)
     note_follow_up(onnx_path.with_suffix(".json"))
-    torch_export(wrapper, crops[:1], onnx_path, opset, dynamic_batch)
-    try:
-        onnx.checker.check_model(str(onnx_path))
-    except onnx.checker.ValidationError as error:
-        raise UserError(f"onnx.checker refuses {onnx_path}: {' '.join(str(error).split())[:300]}") from None
-
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    exported = session.run(None, {INPUT_NAME: crops.numpy()})[0]
-    with torch.no_grad():
-        reference = wrapper(crops).numpy()
-    difference = float(np.abs(exported - reference).max()) if exported.shape == reference.shape else np.inf
-    peak = float(np.abs(reference).max())
-    log(
-        f"onnxruntime {ort.__version__} vs PyTorch {torch.__version__} on {batch} crop(s) of {image_path}: "
-        f"max |heatmap difference| {difference:.3g} (heatmap values up to {peak:.3g}; tolerance {TOLERANCE:g})"
-    )
-    if not difference <= TOLERANCE:
-        raise UserError(
-            f"onnxruntime's heatmaps differ from PyTorch's by {difference:.3g} (> {TOLERANCE:g}) on a crop of "
-            f"{image_path}: the export is not faithful (try another --opset); {onnx_path} is kept for "
-            "inspection and no sidecar JSON was written"
-        )
-    check = {
-        "image": str(image_path),
-        "batch": batch,
-        "max_abs_difference": difference,
-        "max_abs_heatmap": peak,
-        "tolerance": TOLERANCE,
-        "torch": torch.__version__,
-        "onnxruntime": ort.__version__,
-    }
+    with tempfile.TemporaryDirectory(prefix=".export-", dir=onnx_path.parent) as folder:
+        fp32_path = onnx_path if int8 is None else Path(folder) / "fp32.onnx"
+        check = check_fp32_graph(onnx, ort, wrapper, crops, fp32_path, opset, dynamic_batch, image_path, log)
+        quantization = None
+        if int8 is not None and calibration is not None:
+            int8_file = Path(folder) / "int8.onnx"
+            quantization = quantize_and_check(fp32_path, int8_file, calibration, codec, int8, onnx_path, log)
+            os.replace(int8_file, onnx_path)
     document = sidecar(
-        network, codec, onnx_file=onnx_path.name, dynamic_batch=dynamic_batch, opset=opset, check=check
+        network,
+        codec,
+        onnx_file=onnx_path.name,
+        dynamic_batch=dynamic_batch,
+        opset=opset,
+        check=check,
+        quantization=quantization,
     )
     sidecar_path = onnx_path.with_suffix(".json")
     sidecar_path.write_text(json.dumps(document, indent=2) + "\n")
     width, height = codec.input_size
     log(
         f"wrote {onnx_path} ({network.section['name']}, head {network.head}, input "
-        f"{'N' if dynamic_batch else 1}x3x{height}x{width}, opset {opset}) and {sidecar_path}"
+        f"{'N' if dynamic_batch else 1}x3x{height}x{width}, opset {opset}, {document['precision']}) and {sidecar_path}"
     )
     return document
+
+
+def check_fp32_graph(
+    onnx: ModuleType,
+    ort: ModuleType,
+    wrapper: nn.Module,
+    crops: Tensor,
+    path: Path,
+    opset: int,
+    dynamic_batch: bool,
+    image_path: Path,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    """Export the fp32 graph to ``path``, run onnx.checker and compare onnxruntime with PyTorch on ``crops``."""
+    torch_export(wrapper, crops[:1], path, opset, dynamic_batch)
+    try:
+        onnx.checker.check_model(str(path))
+    except onnx.checker.ValidationError as error:
+        raise UserError(f"onnx.checker refuses {path}: {' '.join(str(error).split())[:300]}") from None
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    exported = session.run(None, {INPUT_NAME: crops.numpy()})[0]
+    with torch.no_grad():
+        reference = wrapper(crops).numpy()
+    difference = float(np.abs(exported - reference).max()) if exported.shape == reference.shape else np.inf
+    peak = float(np.abs(reference).max())
+    log(
+        f"onnxruntime {ort.__version__} vs PyTorch {torch.__version__} on {len(crops)} crop(s) of {image_path}: "
+        f"max |heatmap difference| {difference:.3g} (heatmap values up to {peak:.3g}; tolerance {TOLERANCE:g})"
+    )
+    if not difference <= TOLERANCE:
+        raise UserError(
+            f"onnxruntime's heatmaps differ from PyTorch's by {difference:.3g} (> {TOLERANCE:g}) on a crop of "
+            f"{image_path}: the export is not faithful (try another --opset); {path} is kept for "
+            "inspection and no sidecar JSON was written"
+        )
+    return {
+        "image": str(image_path),
+        "batch": len(crops),
+        "max_abs_difference": difference,
+        "max_abs_heatmap": peak,
+        "tolerance": TOLERANCE,
+        "torch": torch.__version__,
+        "onnxruntime": ort.__version__,
+    }
+
+
+def quantize_and_check(
+    fp32_path: Path,
+    int8_path: Path,
+    calibration: Calibration,
+    codec: HeatmapCodec,
+    request: Int8Request,
+    onnx_path: Path,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    """Quantize, measure the keypoint displacement from fp32 and hold it to the request's bound."""
+    settings = quantize_int8(
+        fp32_path, int8_path, calibration.crops, method=request.method, reduce_range=request.reduce_range
+    )
+    error = int8_error(fp32_path, int8_path, calibration.crops, codec)
+    within = error["mean_displacement"] <= request.max_displacement
+    log(
+        f"int8 ({settings['format']}, per-channel, {request.method}) calibrated on {len(calibration.crops)} "
+        f"crop(s) of {calibration.source}: mean keypoint displacement from fp32 "
+        f"{error['mean_displacement']:.3f} heatmap px (bound {request.max_displacement:g}), max "
+        f"{error['max_displacement']:.2f}, max |heatmap difference| {error['max_abs_heatmap_difference']:.3g}, "
+        f"over {error['crops']} crops (the calibration crops and their mirror images)"
+    )
+    if not within:
+        message = (
+            f"the int8 graph moves the keypoints by {error['mean_displacement']:.3f} heatmap pixels on average "
+            f"from the fp32 graph's (bound {request.max_displacement:g}, --int8-max-displacement) on "
+            f"{error['crops']} crops of {calibration.source}"
+        )
+        if not request.accept_error:
+            raise UserError(
+                f"{message}: {onnx_path} was not written. Calibrate on more or other person crops "
+                "(--calibration, --calibration-count), try --calibration-method entropy or percentile, or "
+                "keep the fp32 export; --accept-int8-error writes the file anyway"
+            )
+        log(f"warning: {message}; written anyway (--accept-int8-error), the sidecar records it")
+    return {
+        **settings,
+        "calibration": {**calibration.describe(), "crop": "as prediction crops (no augmentation)"},
+        "check": {
+            **error,
+            "bound": {"mean_displacement": request.max_displacement, "unit": "heatmap pixels"},
+            "within_bound": within,
+            "on": "the calibration crops and their mirror images, int8 vs the fp32 graph",
+        },
+    }
 
 
 def torch_export(wrapper: nn.Module, example: Tensor, path: Path, opset: int, dynamic_batch: bool) -> None:

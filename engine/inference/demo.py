@@ -1,10 +1,11 @@
-"""Top-down pose on any image: person boxes -> crops -> keypoints in image pixels, drawn and written as JSON.
+"""Top-down pose on any image or video: person boxes -> crops -> keypoints in image pixels, drawn and written as JSON.
 
 Persons come from a boxes file, a COCO detections file, or (neither given) the whole image as one person.
 The network is a checkpoint run by PyTorch or an exported ONNX file run by onnxruntime; both predict through
 ``Predictor`` (the same crop, flip test and decode as validation), so they agree to numerical noise.
 
-Boxes file (``--boxes``): a JSON object from image file name (no folder) to a list of boxes [x, y, w, h] in
+A video (``engine.inference.video``) is read frame by frame, its persons from detections whose image_id is
+the frame index, or the whole frame. Boxes file (``--boxes``): a JSON object from image file name (no folder) to a list of boxes [x, y, w, h] in
 pixels, e.g. ``{"000000000785.jpg": [[280.8, 44.7, 218.7, 346.7]]}``. COCO detections (``--detections``): a
 COCO results list ``[{image_id, category_id, bbox [x, y, w, h], score}, ...]``; an image matches the
 detections whose image_id is its file name stem read as an integer (``000000000785.jpg`` -> 785), person
@@ -29,6 +30,7 @@ from datasets.transforms import IMAGE_SUFFIXES, read_image
 from engine.inference.networks import deployable, load_network
 from engine.inference.onnx_network import onnx_predictor
 from engine.inference.predictor import Predictor, box_crop, whole_image_box
+from engine.inference.video import is_video, run_video, video_outputs
 from engine.runtime.execution import make_runtime
 from utils.errors import DataError, UserError
 from utils.output_paths import prepare_outputs
@@ -251,6 +253,13 @@ def run_demo(
     if boxes_file is not None and detections_file is not None:
         raise UserError("--boxes and --detections exclude each other: give one source of person boxes")
     check_score_threshold(score_threshold)
+    if is_video(inputs):
+        return [
+            _video_demo(
+                Path(inputs), checkpoint, onnx, boxes_file, detections_file, score_threshold, Path(out_dir),
+                head, flip, device, overwrite, log,
+            )
+        ]  # fmt: skip
     images = list_images(inputs)
     boxes = read_boxes_file(boxes_file) if boxes_file is not None else None
     detections = read_detections_file(detections_file, score_threshold) if detections_file else None
@@ -327,6 +336,38 @@ def run_demo(
             f"first: {unreadable[0]}); the other {len(written)} were written to {out_dir}"
         )
     return written
+
+
+def _video_demo(
+    video: Path,
+    checkpoint: str | Path | None,
+    onnx: str | Path | None,
+    boxes_file: str | Path | None,
+    detections_file: str | Path | None,
+    score_threshold: float,
+    out_dir: Path,
+    head: str | None,
+    flip: bool | None,
+    device: str | None,
+    overwrite: bool,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    """``run_demo`` on a video: persons from detections keyed by frame index, or the whole frame."""
+    if boxes_file is not None:
+        raise UserError(
+            f"--boxes {boxes_file}: a boxes file names images; for the video {video} give --detections, a COCO "
+            "detections list whose image_id is the 0-based frame index, or no box option (the whole frame)"
+        )
+    detections = read_detections_file(detections_file, score_threshold) if detections_file else None
+    predictor, use_head = make_predictor(checkpoint, onnx, head=head, flip=flip, device=device)
+    read = [video, *(Path(p) for p in (detections_file, checkpoint, onnx) if p is not None)]
+    if onnx is not None:
+        read.append(Path(onnx).with_suffix(".json"))
+    prepare_outputs(video_outputs(video, out_dir), "--out", inputs=read, overwrite=overwrite)
+    note_follow_up(out_dir)
+    return run_video(
+        video, predictor, detections=detections, check_box=check_box, out_dir=out_dir, head=use_head, log=log
+    )
 
 
 def exif_orientation(path: Path) -> int:

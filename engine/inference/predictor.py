@@ -37,6 +37,14 @@ def box_crop(box: Sequence[float], input_size: tuple[int, int]) -> tuple[np.ndar
     return box_to_center_scale(box, input_size[0] / input_size[1])
 
 
+def person_crop(
+    image: np.ndarray, center: np.ndarray, scale: np.ndarray, input_size: tuple[int, int], color: str
+) -> Tensor:
+    """The normalised network input (3, H, W) of one person box of a BGR image, without augmentation."""
+    matrix = get_affine_transform(center, scale, 0.0, input_size)
+    return normalize_image(warp_image(image, matrix, input_size), color)
+
+
 class Predictor:
     """Predict keypoints with a pose model: for batches of crops (validation) or person boxes in an image."""
 
@@ -87,8 +95,7 @@ class Predictor:
 
     def crop(self, image: np.ndarray, center: np.ndarray, scale: np.ndarray) -> Tensor:
         """The normalised network input for one person box of a BGR image (no augmentation)."""
-        matrix = get_affine_transform(center, scale, 0.0, self.codec.input_size)
-        return normalize_image(warp_image(image, matrix, self.codec.input_size), self.pipeline.color)
+        return person_crop(image, center, scale, self.codec.input_size, self.pipeline.color)
 
     def predict(
         self,
