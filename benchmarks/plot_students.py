@@ -107,6 +107,7 @@ def draw(drawn: list[Point], missing: list[str], setup: str, header: dict[str, A
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker  # noqa: F401 - matplotlib.ticker.ScalarFormatter
 
     panels = list(dict.fromkeys(point.panel for point in drawn)) or ["no accuracy to draw"]
     figure, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 5.2), squeeze=False)
@@ -125,8 +126,18 @@ def draw(drawn: list[Point], missing: list[str], setup: str, header: dict[str, A
                 f"{point.student}{suffix}", (point.latency_ms, point.value), textcoords="offset points",
                 xytext=(6, -3), fontsize=8,
             )  # fmt: skip
-        axis.set_xscale("log")
-        axis.set_xlabel(f"batch-1 latency, ms ({'fastest setup' if setup == FASTEST else setup}; log)")
+        latencies = [p.latency_ms for p in drawn if p.panel == panel] or [1.0]
+        wide = max(latencies) / min(latencies) >= 3.0  # a log axis only where the latencies span one
+        if wide:
+            axis.set_xscale("log")
+            axis.set_xlim(min(latencies) / 1.3, max(latencies) * 1.6)  # room for the labels
+            axis.xaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+            axis.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+            axis.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        else:
+            axis.set_xlim(0.0, max(latencies) * 1.4)
+        scale = "; log" if wide else ""
+        axis.set_xlabel(f"batch-1 latency, ms ({'fastest setup' if setup == FASTEST else setup}{scale})")
         axis.set_ylabel("accuracy")
         axis.set_title(panel[:70] + ("..." if len(panel) > 70 else ""), fontsize=9)
         axis.grid(alpha=0.3)

@@ -196,12 +196,13 @@ def simplejpeg_decode(data: np.ndarray) -> np.ndarray | None:
 
 
 def decode_image(
-    data: np.ndarray, path: str | Path, flags: int = IMREAD_FLAGS, decoder: str = "opencv"
+    data: np.ndarray, path: str | Path, flags: int = IMREAD_FLAGS, decoder: str = "simplejpeg"
 ) -> np.ndarray:
     """Decode encoded image bytes to BGR uint8 with ``flags`` (EXIF orientation always ignored); DataError names a bad file.
 
-    ``decoder="simplejpeg"`` decodes full-size JPEGs with simplejpeg (same pixels, see ``simplejpeg_decode``);
-    reduced decoding (``flags`` other than the default), other formats and a missing simplejpeg use OpenCV.
+    ``decoder="simplejpeg"`` (the default) decodes full-size JPEGs with simplejpeg: OpenCV's pixels bit for bit
+    and faster (docs/benchmarks.md, "JPEG decoders"); reduced decoding (``flags`` other than the default), other
+    formats and a missing simplejpeg use OpenCV, as ``decoder="opencv"`` always does.
     """
     if decoder not in JPEG_DECODERS:
         raise ValueError(f"decoder {decoder!r}: choose one of {', '.join(JPEG_DECODERS)}")
@@ -215,10 +216,10 @@ def decode_image(
     return image
 
 
-def read_image(path: str | Path, decoder: str = "opencv") -> np.ndarray:
+def read_image(path: str | Path, decoder: str = "simplejpeg") -> np.ndarray:
     """Read an image as BGR uint8 in its stored pixel frame (EXIF orientation ignored); DataError names a bad file.
 
-    ``decoder``: ``opencv`` (the default) or ``simplejpeg`` for JPEGs (identical pixels; ``decode_image``).
+    ``decoder``: ``simplejpeg`` (the default; OpenCV where it cannot decode) or ``opencv`` (``decode_image``).
     """
     return decode_image(read_image_bytes(path), path, decoder=decoder)
 

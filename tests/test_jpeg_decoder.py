@@ -1,4 +1,4 @@
-"""datasets/transforms.py read_image(decoder="simplejpeg"): the same arrays as OpenCV on every real sample JPEG."""
+"""datasets/transforms.py read_image: its default decoder, simplejpeg, gives OpenCV's arrays on every real sample JPEG."""
 
 from __future__ import annotations
 
@@ -8,24 +8,13 @@ import numpy as np
 import pytest
 
 from datasets.transforms import decode_image, read_image, read_image_bytes
-from utils.paths import REPO_ROOT
-
-
-def simplejpeg_required() -> bool:
-    """simplejpeg is only optional while it is not in requirements.txt; then CI must have it."""
-    return any(
-        line.split("==")[0].split(">=")[0].strip().lower() == "simplejpeg"
-        for line in (REPO_ROOT / "requirements.txt").read_text().splitlines()
-    )
+from tests.conftest import require_package
 
 
 @pytest.fixture(scope="module")
 def simplejpeg():
-    if simplejpeg_required():
-        from tests.conftest import require_package
-
-        return require_package("simplejpeg")
-    return pytest.importorskip("simplejpeg", reason="simplejpeg is optional (not in requirements.txt)")
+    """simplejpeg is in requirements.txt (the default decoder): skipped without it, failed under CI=true."""
+    return require_package("simplejpeg")
 
 
 def sample_jpegs(shared_data: Path) -> list[Path]:
@@ -36,7 +25,7 @@ def test_both_decoders_give_identical_arrays_on_the_real_samples(shared_data: Pa
     images = sample_jpegs(shared_data)
     assert len(images) == 12  # MANIFEST.md: 5 MPII, 4 COCO, 3 OCHuman
     for path in images:
-        opencv, turbo = read_image(path), read_image(path, decoder="simplejpeg")
+        opencv, turbo = read_image(path, decoder="opencv"), read_image(path)
         assert turbo.dtype == np.uint8 and turbo.shape == opencv.shape and turbo.flags["C_CONTIGUOUS"]
         assert np.array_equal(turbo, opencv), path
 
@@ -50,11 +39,12 @@ def test_reduced_decoding_and_other_formats_stay_with_opencv(
     data = read_image_bytes(path)
     flags = cv2.IMREAD_REDUCED_COLOR_2
     assert np.array_equal(
-        decode_image(data, path, flags, decoder="simplejpeg"), decode_image(data, path, flags)
+        decode_image(data, path, flags, decoder="simplejpeg"),
+        decode_image(data, path, flags, decoder="opencv"),
     )
     png = tmp_path / "image.png"
     cv2.imwrite(str(png), read_image(path))
-    assert np.array_equal(read_image(png, decoder="simplejpeg"), read_image(path))
+    assert np.array_equal(read_image(png, decoder="simplejpeg"), read_image(path, decoder="opencv"))
 
 
 def test_an_unknown_decoder_is_refused(shared_data: Path) -> None:
