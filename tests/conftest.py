@@ -79,6 +79,13 @@ def _test_threads() -> int:
     return max(1, min(2, (os.cpu_count() or 1) // workers))
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """In a pytest-xdist worker, child processes (torchrun, the scripts run by subprocess) get the worker's
+    thread count too: two workers each starting two-thread children on 2 cores stall one another."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ.setdefault("OMP_NUM_THREADS", str(_test_threads()))
+
+
 @pytest.fixture(autouse=True)
 def _few_threads():
     """Keep CPU tests predictable on small CI machines."""
